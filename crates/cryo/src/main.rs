@@ -1,0 +1,4 @@
+//! The cryo command line.
+#![forbid(unsafe_code)]
+
+fn main() {}
