@@ -40,22 +40,19 @@ pub struct Restored {
     pub root_pid: i32,
 }
 
-/// Why a dump or restore failed.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// Not implemented yet.
-    #[error("{0} is not supported yet")]
-    Unsupported(String),
-}
+pub mod control;
+pub mod cpu;
+pub mod creds;
+pub mod dump;
+pub mod error;
+pub mod files;
+pub mod memory;
+pub mod remote;
+pub mod restore;
+pub mod signals;
+pub mod task_attrs;
+pub mod timers;
 
-/// Checkpoint the tree rooted at `opts.pid` into `opts.images_dir`.
-pub fn dump(opts: &DumpOptions) -> Result<(), Error> {
-    let _ = opts;
-    Err(Error::Unsupported("dump".into()))
-}
-
-/// Restore the tree from `opts.images_dir`; the tasks are running when this returns.
-pub fn restore(opts: &RestoreOptions) -> Result<Restored, Error> {
-    let _ = opts;
-    Err(Error::Unsupported("restore".into()))
-}
+pub use dump::dump;
+pub use error::Error;
+pub use restore::restore;

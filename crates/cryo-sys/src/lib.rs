@@ -1,4 +1,16 @@
-//! Thin kernel interfaces: the only crate of cryo with `unsafe`.
+//! Thin kernel interfaces: the only crate of cryo with `unsafe`. Each module wraps one kernel
+//! facility and cites its man page or uapi header.
 
+pub mod cpu;
+pub mod mem;
 pub mod probe;
 pub mod proc_ctl;
+pub mod procfs;
+pub mod ptrace;
+pub mod puppet;
+pub mod remote;
+pub mod signal;
+pub mod task;
+pub mod types;
+
+pub use types::{Pid, RemoteAddr, RemoteFd, PAGE_SIZE};

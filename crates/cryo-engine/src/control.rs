@@ -1,0 +1,290 @@
+//! Taking control of a live task for a dump, and giving it back.
+//!
+//! [`Seized`] holds a task stopped under `PTRACE_SEIZE` + `PTRACE_INTERRUPT`. It saves the
+//! registers, the FPU/vector state and the signal mask as found, and normalises an interrupted
+//! syscall so the task restarts it correctly however it is resumed (see `normalise_restart`).
+//! [`Seized::injector`] prepares remote syscalls: all signals blocked while they run, a
+//! `syscall` instruction found in the task's vDSO, and one scratch page mapped in the task for
+//! syscall arguments. [`Seized::release`] undoes all of that; dropping a `Seized` without
+//! releasing it releases it as it was (running), so an error anywhere in a dump leaves the task
+//! untouched.
+
+use crate::error::{Error, Result, TaskCtx};
+use cryo_sys::ptrace::{self, Regs, WaitStatus};
+use crate::remote::Injector;
+use cryo_sys::remote::{self, RemoteTask};
+use cryo_sys::{mem, procfs, Pid, RemoteAddr, PAGE_SIZE};
+use std::time::{Duration, Instant};
+use tracing::debug;
+
+/// `PTRACE_EVENT_STOP`.
+const PTRACE_EVENT_STOP: i32 = 128;
+/// Size of the scratch area mapped in a dumped task.
+const SCRATCH_LEN: u64 = 4 * PAGE_SIZE;
+
+const ERESTARTSYS: i64 = -512;
+const ERESTARTNOINTR: i64 = -513;
+const ERESTARTNOHAND: i64 = -514;
+const ERESTART_RESTARTBLOCK: i64 = -516;
+
+/// Rewrite registers stopped on the way out of an interrupted syscall so that resuming from
+/// them, with no kernel restart logic, does what the kernel would have done with no handler to
+/// run: re-execute the syscall (`rax = orig_rax`, `rip -= 2`), or for a restart-block syscall
+/// (nanosleep, clock_nanosleep, poll) return `-EINTR` since its restart state cannot be carried
+/// over. `orig_rax` becomes -1 so nothing restarts twice.
+pub fn normalise_restart(regs: &mut Regs) {
+    if (regs.orig_rax as i64) < 0 {
+        return;
+    }
+    match regs.rax as i64 {
+        ERESTARTSYS | ERESTARTNOINTR | ERESTARTNOHAND => {
+            regs.rax = regs.orig_rax;
+            regs.rip = regs.rip.wrapping_sub(2);
+        }
+        ERESTART_RESTARTBLOCK => regs.rax = (-(libc_eintr())) as u64,
+        _ => {}
+    }
+    regs.orig_rax = u64::MAX;
+}
+
+fn libc_eintr() -> i64 {
+    4
+}
+
+/// How to leave a task after a dump.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Release {
+    /// Let it run on, as before the dump.
+    Run,
+    /// Leave it stopped (SIGSTOP).
+    Stop,
+    /// Kill it (a normal dump).
+    Kill,
+}
+
+/// A task stopped and traced by cryo.
+#[derive(Debug)]
+pub struct Seized {
+    pid: Pid,
+    /// The registers as the task will resume from them (restart-normalised).
+    pub regs: Regs,
+    /// The XSAVE area.
+    pub xstate: Vec<u8>,
+    /// The blocked-signal mask as found.
+    pub sigmask: u64,
+    injector: Option<Injector>,
+    released: bool,
+}
+
+impl Seized {
+    /// Seize `pid` and wait (up to `timeout`) until it stops.
+    pub fn seize(pid: Pid, timeout: Duration) -> Result<Seized> {
+        ptrace::seize(pid, libc::PTRACE_O_TRACESYSGOOD as u32).task_ctx("seize", pid)?;
+        let mut s = Seized { pid, regs: zero_regs(), xstate: Vec::new(), sigmask: 0, injector: None, released: true };
+        if let Err(e) = s.wait_stopped(timeout) {
+            let _ = ptrace::detach(pid, 0);
+            return Err(e);
+        }
+        let regs = match ptrace::get_regs(pid).task_ctx("read registers", pid) {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = ptrace::detach(pid, 0);
+                return Err(e);
+            }
+        };
+        s.released = false;
+        s.regs = regs;
+        normalise_restart(&mut s.regs);
+        // From here on a resume goes through the normalised registers.
+        ptrace::set_regs(pid, &s.regs).task_ctx("normalise registers", pid)?;
+        s.xstate = ptrace::get_xstate(pid).task_ctx("read xstate", pid)?;
+        s.sigmask = ptrace::get_sigmask(pid).task_ctx("read signal mask", pid)?;
+        debug!(pid = pid.0, rip = format!("{:#x}", s.regs.rip), "seized");
+        Ok(s)
+    }
+
+    fn wait_stopped(&mut self, timeout: Duration) -> Result<()> {
+        let pid = self.pid;
+        ptrace::interrupt(pid).task_ctx("interrupt", pid)?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            let st = ptrace::wait_flags(pid, libc::__WALL | libc::WNOHANG).task_ctx("wait for stop", pid)?;
+            match st {
+                None => {
+                    if Instant::now() > deadline {
+                        return Err(Error::Task {
+                            what: format!("stop within {:?}", timeout),
+                            pid,
+                            source: std::io::Error::from_raw_os_error(libc::ETIMEDOUT),
+                        });
+                    }
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+                Some(WaitStatus::Stopped { event: PTRACE_EVENT_STOP, .. }) => return Ok(()),
+                Some(WaitStatus::Stopped { sig, event: 0 }) => {
+                    // A signal was being delivered: let it go through; the interrupt stays
+                    // pending and stops the task right after.
+                    ptrace::cont(pid, sig).task_ctx("pass a signal on", pid)?;
+                }
+                Some(WaitStatus::Stopped { .. }) | Some(WaitStatus::Continued) => {
+                    ptrace::cont(pid, 0).task_ctx("resume", pid)?;
+                }
+                Some(WaitStatus::Exited(_)) | Some(WaitStatus::Signaled(_)) => {
+                    return Err(Error::Task {
+                        what: "seize".into(),
+                        pid,
+                        source: std::io::Error::from_raw_os_error(libc::ESRCH),
+                    })
+                }
+            }
+        }
+    }
+
+    /// The seized task.
+    pub fn pid(&self) -> Pid {
+        self.pid
+    }
+
+    /// Prepare remote syscalls (once) and return the injector.
+    pub fn injector(&mut self) -> Result<&Injector> {
+        if self.injector.is_none() {
+            let inj = self.make_injector()?;
+            self.injector = Some(inj);
+        }
+        self.injector.as_ref().ok_or_else(|| Error::Unsupported("remote syscalls".into()))
+    }
+
+    fn make_injector(&mut self) -> Result<Injector> {
+        let pid = self.pid;
+        let maps = procfs::read_smaps(pid)?;
+        let vdso = maps
+            .iter()
+            .find(|m| m.path == "[vdso]")
+            .ok_or_else(|| Error::Unsupported(format!("a task without a vDSO (pid {pid})")))?;
+        let mut code = vec![0u8; vdso.len() as usize];
+        mem::read_exact(pid, RemoteAddr(vdso.start), &mut code).task_ctx("read the vDSO", pid)?;
+        let ip = remote::find_syscall_insn(&code, RemoteAddr(vdso.start))
+            .ok_or_else(|| Error::Unsupported(format!("a vDSO without a syscall instruction (pid {pid})")))?;
+        // Block every signal while syscalls are injected; the original mask comes back on
+        // release.
+        ptrace::set_sigmask(pid, u64::MAX).task_ctx("block signals", pid)?;
+        let task = RemoteTask::new(pid, self.regs, ip);
+        let addr = task
+            .syscall(
+                libc::SYS_mmap,
+                &[0, SCRATCH_LEN, (libc::PROT_READ | libc::PROT_WRITE) as u64, (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64, u64::MAX, 0],
+            )
+            .task_ctx("map scratch memory", pid);
+        let addr = match addr {
+            Ok(a) => a,
+            Err(e) => {
+                let _ = task.restore_regs();
+                return Err(e);
+            }
+        };
+        debug!(pid = pid.0, syscall_ip = %ip, scratch = format!("{addr:#x}"), "remote syscalls ready");
+        Ok(Injector::new(task, RemoteAddr(addr), SCRATCH_LEN))
+    }
+
+    /// Undo the injector (scratch page, registers, signal mask) and let the task go as `how`
+    /// says.
+    pub fn release(mut self, how: Release) -> Result<()> {
+        self.released = true;
+        let pid = self.pid;
+        let undo = self.undo_injection();
+        match how {
+            Release::Kill => {
+                cryo_sys::task::kill(pid, libc::SIGKILL).task_ctx("kill", pid)?;
+                // As tracer we see the death; after it the real parent can reap the task.
+                loop {
+                    match ptrace::wait(pid) {
+                        Ok(WaitStatus::Exited(_)) | Ok(WaitStatus::Signaled(_)) | Err(_) => break,
+                        Ok(_) => {
+                            let _ = ptrace::cont(pid, 0);
+                        }
+                    }
+                }
+                Ok(())
+            }
+            Release::Run => {
+                undo?;
+                ptrace::detach(pid, 0).task_ctx("detach", pid)
+            }
+            Release::Stop => {
+                undo?;
+                ptrace::detach(pid, libc::SIGSTOP).task_ctx("detach stopped", pid)
+            }
+        }
+    }
+
+    fn undo_injection(&mut self) -> Result<()> {
+        let pid = self.pid;
+        let mut first_err = None;
+        if let Some(inj) = self.injector.take() {
+            if let Err(e) = inj.syscall("unmap scratch memory", libc::SYS_munmap, &[inj.scratch().0, SCRATCH_LEN]) {
+                first_err.get_or_insert(e);
+            }
+            if let Err(e) = inj.task().restore_regs().task_ctx("restore registers", pid) {
+                first_err.get_or_insert(e);
+            }
+        }
+        if let Err(e) = ptrace::set_regs(pid, &self.regs).task_ctx("restore registers", pid) {
+            first_err.get_or_insert(e);
+        }
+        if let Err(e) = ptrace::set_sigmask(pid, self.sigmask).task_ctx("restore signal mask", pid) {
+            first_err.get_or_insert(e);
+        }
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Seized {
+    fn drop(&mut self) {
+        if self.released {
+            return;
+        }
+        self.released = true;
+        if let Err(e) = self.undo_injection() {
+            tracing::error!(pid = self.pid.0, "releasing the task: {e}");
+        }
+        let _ = ptrace::detach(self.pid, 0);
+    }
+}
+
+fn zero_regs() -> Regs {
+    // user_regs_struct has no public constructor; build it from its Default-like zero value.
+    Regs {
+        r15: 0, r14: 0, r13: 0, r12: 0, rbp: 0, rbx: 0, r11: 0, r10: 0, r9: 0, r8: 0, rax: 0, rcx: 0, rdx: 0,
+        rsi: 0, rdi: 0, orig_rax: 0, rip: 0, cs: 0, eflags: 0, rsp: 0, ss: 0, fs_base: 0, gs_base: 0, ds: 0,
+        es: 0, fs: 0, gs: 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restart_normalisation() {
+        let mut r = zero_regs();
+        r.orig_rax = 35; // nanosleep
+        r.rax = ERESTART_RESTARTBLOCK as u64;
+        r.rip = 0x1002;
+        normalise_restart(&mut r);
+        assert_eq!((r.rax as i64, r.rip, r.orig_rax), (-4, 0x1002, u64::MAX));
+        let mut r = zero_regs();
+        r.orig_rax = 0; // read
+        r.rax = ERESTARTSYS as u64;
+        r.rip = 0x1002;
+        normalise_restart(&mut r);
+        assert_eq!((r.rax, r.rip, r.orig_rax), (0, 0x1000, u64::MAX));
+        let mut r = zero_regs();
+        r.orig_rax = u64::MAX;
+        r.rax = 7;
+        normalise_restart(&mut r);
+        assert_eq!(r.rax, 7);
+    }
+}

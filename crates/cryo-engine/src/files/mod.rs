@@ -1,0 +1,122 @@
+//! File descriptors: the fd table of a task (`fdinfo-N.img`) and the files behind it
+//! (`files.img`). Each kind of file has its own module; only regular files, directories and
+//! character devices that can be reopened by path (`reg`) exist so far: every other kind is
+//! refused with an error naming the fd and its kind.
+//!
+//! # Dump
+//! Every fd of /proc/PID/fd is classified by the target of its link and its fstat; its position
+//! and status flags come from /proc/PID/fdinfo/N. Each fd gets a file entry of its own.
+//!
+//! # Restore
+//! The puppet opens each file by path (or the re-created ghost file), seeks to the position and
+//! moves the fd to its number with dup3, close-on-exec as it was.
+
+pub mod reg;
+
+use crate::error::{Error, Result};
+use crate::remote::Injector;
+use cryo_image::pb;
+use cryo_sys::{procfs, Pid};
+use reg::RegFiles;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+
+/// fdinfo flag: close-on-exec (`FD_CLOEXEC`).
+const FD_CLOEXEC: u32 = 1;
+/// open flag in /proc fdinfo meaning the fd is close-on-exec.
+const O_CLOEXEC: u32 = 0o2000000;
+
+/// The fd kind as CRIU names it, from the link target and file type, for refusals.
+fn describe(link: &str, meta: Option<&std::fs::Metadata>) -> &'static str {
+    if link.starts_with("pipe:") {
+        "pipe"
+    } else if link.starts_with("socket:") {
+        "socket"
+    } else if link.starts_with("anon_inode:") {
+        "anon inode (eventfd, epoll, signalfd, timerfd, inotify, ...)"
+    } else if meta.map(|m| m.file_type().is_fifo()).unwrap_or(false) {
+        "fifo"
+    } else if link.starts_with("/memfd:") {
+        "memfd"
+    } else {
+        "unknown"
+    }
+}
+
+/// Character devices reopened by path: mem devices (/dev/null, /dev/zero, /dev/full,
+/// /dev/random, /dev/urandom) have major 1.
+fn is_plain_chardev(meta: &std::fs::Metadata) -> bool {
+    let rdev = meta.rdev();
+    let major = ((rdev >> 8) & 0xfff) | ((rdev >> 32) & !0xfff);
+    major == 1
+}
+
+/// Dump the fd table of `pid`: the fdinfo entries, with the files added to `files`.
+pub fn dump_fds(pid: Pid, files: &mut RegFiles, shell_job: bool) -> Result<Vec<pb::FdinfoEntry>> {
+    let dir = format!("/proc/{pid}/fd");
+    let rd = std::fs::read_dir(&dir).map_err(|source| Error::Path { what: "list fds in".into(), path: dir.clone(), source })?;
+    let mut fds: Vec<i32> = Vec::new();
+    for e in rd {
+        let e = e.map_err(|source| Error::Path { what: "list fds in".into(), path: dir.clone(), source })?;
+        if let Some(n) = e.file_name().to_str().and_then(|s| s.parse().ok()) {
+            fds.push(n);
+        }
+    }
+    fds.sort_unstable();
+    let mut out = Vec::new();
+    for fd in fds {
+        let link_path = format!("/proc/{pid}/fd/{fd}");
+        let link = std::fs::read_link(&link_path)
+            .map_err(|source| Error::Path { what: "read link".into(), path: link_path.clone(), source })?
+            .to_string_lossy()
+            .into_owned();
+        let meta = std::fs::metadata(&link_path).ok();
+        let info = procfs::read_fdinfo(pid, fd)?;
+        let reopenable = match &meta {
+            Some(m) => {
+                let ft = m.file_type();
+                ft.is_file() || ft.is_dir() || (ft.is_char_device() && (is_plain_chardev(m) || shell_job))
+            }
+            None => false,
+        };
+        if !reopenable || !link.starts_with('/') {
+            return Err(Error::Unsupported(format!(
+                "fd {fd} of pid {pid} ({link}): a {}",
+                if meta.as_ref().map(|m| m.file_type().is_char_device()).unwrap_or(false) {
+                    "character device other than /dev/null and friends (a terminal needs --shell-job)"
+                } else {
+                    describe(&link, meta.as_ref())
+                }
+            )));
+        }
+        let status_flags = info.flags & !O_CLOEXEC;
+        let id = files.add(pid, &link_path, &link, status_flags, info.pos)?;
+        out.push(pb::FdinfoEntry {
+            id,
+            flags: if info.flags & O_CLOEXEC != 0 { FD_CLOEXEC } else { 0 },
+            r#type: pb::FdTypes::Reg as i32,
+            fd: fd as u32,
+            xattr_security_selinux: None,
+        });
+    }
+    Ok(out)
+}
+
+/// Install the fds of `fdinfos` in the puppet behind `inj`. Every fd cryo left in it was closed
+/// before. Uses scratch offsets from `scratch_off` on.
+pub fn restore_fds(inj: &Injector, fdinfos: &[pb::FdinfoEntry], files: &RegFiles, scratch_off: u64) -> Result<()> {
+    for fi in fdinfos {
+        if fi.r#type != pb::FdTypes::Reg as i32 {
+            return Err(Error::Unsupported(format!("fd {} of type {}", fi.fd, fi.r#type)));
+        }
+        let tmp = files.open_in(inj, fi.id, scratch_off)?;
+        let cloexec = if fi.flags & FD_CLOEXEC != 0 { libc::O_CLOEXEC as u64 } else { 0 };
+        if tmp != u64::from(fi.fd) {
+            // open(2) returns the lowest free number, never one installed already.
+            inj.syscall("move fd into place", libc::SYS_dup3, &[tmp, u64::from(fi.fd), cloexec])?;
+            inj.syscall("close fd", libc::SYS_close, &[tmp])?;
+        } else if cloexec != 0 {
+            inj.syscall("set close-on-exec", libc::SYS_fcntl, &[tmp, libc::F_SETFD as u64, 1])?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,229 @@
+//! Files reopened by path: regular files, directories, /dev/null-like devices, and files deleted
+//! while open or mapped (ghost files).
+//!
+//! # Dump
+//! Each opened or mapped file becomes a `FileEntry { type: REG, reg: RegFileEntry }` in
+//! `files.img` with its path, status flags, position and size. A file whose link count is 0 was
+//! deleted: its contents go to `ghost-file-ID.img` (a `GhostFileEntry`, then the bytes to the
+//! end of the image, as CRIU writes it) and `remap-fpath.img` maps the file's id to the ghost's.
+//!
+//! # Restore
+//! A ghost file is re-created once, at its original path when that is free (so the restored
+//! mappings and fds show the same name, marked deleted) or next to it otherwise, and unlinked
+//! when the restore ends. The puppet opens each file with its flags and seeks to its position.
+
+use crate::error::{Error, Result};
+use crate::remote::Injector;
+use cryo_image::{pb, ImageKind};
+use cryo_sys::Pid;
+use std::collections::HashMap;
+use std::io::Read;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+const DELETED_SUFFIX: &str = " (deleted)";
+/// Open flags that must not be replayed when reopening.
+const O_REOPEN_MASK: u32 = (libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC | libc::O_NOCTTY) as u32;
+
+/// A deleted file's contents, waiting to be written as a ghost image.
+#[derive(Debug)]
+struct Ghost {
+    id: u32,
+    entry: pb::GhostFileEntry,
+    data: Vec<u8>,
+}
+
+/// The regular-file entries of a dump or a restore, with their ghosts.
+#[derive(Debug, Default)]
+pub struct RegFiles {
+    /// `files.img` entries (all kinds; only REG so far).
+    pub entries: Vec<pb::FileEntry>,
+    ghosts: Vec<Ghost>,
+    /// `remap-fpath.img` entries.
+    pub remaps: Vec<pb::RemapFilePathEntry>,
+    next_id: u32,
+    /// Restore: ghost id -> the path it was re-created at.
+    ghost_paths: HashMap<u32, PathBuf>,
+    /// Restore: file id -> ghost id.
+    remap_of: HashMap<u32, u32>,
+    /// Restore: file id -> index in `entries`.
+    by_id: HashMap<u32, usize>,
+}
+
+impl RegFiles {
+    /// An empty table (dump side).
+    pub fn new() -> RegFiles {
+        RegFiles { next_id: 1, ..Default::default() }
+    }
+
+    /// A fresh id for any kind of file entry.
+    pub fn next_id(&mut self) -> u32 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    /// Add the file reachable at `link_path` (/proc/PID/fd/N or /proc/PID/map_files/A-B), whose
+    /// link reads `link`, opened with `flags` at `pos`. Returns its file id.
+    pub fn add(&mut self, pid: Pid, link_path: &str, link: &str, flags: u32, pos: u64) -> Result<u32> {
+        let meta = std::fs::metadata(link_path)
+            .map_err(|source| Error::Path { what: "stat".into(), path: link_path.to_string(), source })?;
+        let deleted = meta.nlink() == 0 && meta.is_file();
+        let name = if deleted { link.strip_suffix(DELETED_SUFFIX).unwrap_or(link) } else { link };
+        let id = self.next_id();
+        self.entries.push(pb::FileEntry {
+            r#type: pb::FdTypes::Reg as i32,
+            id,
+            reg: Some(pb::RegFileEntry {
+                id,
+                flags,
+                pos,
+                fown: pb::FownEntry { uid: 0, euid: 0, signum: 0, pid_type: 0, pid: 0 },
+                name: name.to_string(),
+                mnt_id: None,
+                size: meta.is_file().then_some(meta.len()),
+                mode: Some(meta.mode()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        if deleted {
+            let mut data = Vec::new();
+            std::fs::File::open(link_path)
+                .and_then(|mut f| f.read_to_end(&mut data))
+                .map_err(|source| Error::Path { what: format!("read deleted file of pid {pid} at"), path: link_path.to_string(), source })?;
+            let gid = self.next_id();
+            let ts = |s: i64, ns: i64| pb::Timeval { tv_sec: s as u64, tv_usec: (ns / 1000) as u64 };
+            self.ghosts.push(Ghost {
+                id: gid,
+                entry: pb::GhostFileEntry {
+                    uid: meta.uid(),
+                    gid: meta.gid(),
+                    mode: meta.mode(),
+                    dev: Some(meta.dev() as u32),
+                    ino: Some(meta.ino()),
+                    atim: Some(ts(meta.atime(), meta.atime_nsec())),
+                    mtim: Some(ts(meta.mtime(), meta.mtime_nsec())),
+                    size: Some(data.len() as u64),
+                    ..Default::default()
+                },
+                data,
+            });
+            self.remaps.push(pb::RemapFilePathEntry { orig_id: id, remap_id: gid, remap_type: Some(pb::RemapType::Ghost as i32) });
+        }
+        Ok(id)
+    }
+
+    /// Write `files.img`, the ghost images and `remap-fpath.img` into `dir`.
+    pub fn write_images(&self, dir: &Path) -> Result<()> {
+        cryo_image::write_all_entries(dir, ImageKind::Files, None, &self.entries)?;
+        for g in &self.ghosts {
+            let mut w = cryo_image::create_image(dir, ImageKind::GhostFile, Some(u64::from(g.id)))?;
+            w.write_entry(&g.entry)?;
+            w.write_raw(&g.data)?;
+            w.finish()?;
+        }
+        if !self.remaps.is_empty() {
+            cryo_image::write_all_entries(dir, ImageKind::RemapFpath, None, &self.remaps)?;
+        }
+        Ok(())
+    }
+
+    /// Read `files.img` and `remap-fpath.img` from `dir` and re-create the ghost files.
+    pub fn load(dir: &Path) -> Result<RegFiles> {
+        let mut t = RegFiles::new();
+        t.entries = cryo_image::read_all_entries(dir, ImageKind::Files, None)?;
+        for (i, e) in t.entries.iter().enumerate() {
+            t.by_id.insert(e.id, i);
+        }
+        t.remaps = cryo_image::read_all_entries(dir, ImageKind::RemapFpath, None)?;
+        for r in t.remaps.clone() {
+            if r.remap_type != Some(pb::RemapType::Ghost as i32) {
+                return Err(Error::Unsupported(format!("remap type {:?} of file {}", r.remap_type, r.orig_id)));
+            }
+            let name = t
+                .reg(r.orig_id)
+                .map(|reg| reg.name.clone())
+                .ok_or_else(|| Error::BadImage { image: "remap-fpath.img".into(), what: format!("no file {}", r.orig_id) })?;
+            if !t.ghost_paths.contains_key(&r.remap_id) {
+                let path = recreate_ghost(dir, r.remap_id, Path::new(&name))?;
+                t.ghost_paths.insert(r.remap_id, path);
+            }
+            t.remap_of.insert(r.orig_id, r.remap_id);
+        }
+        Ok(t)
+    }
+
+    /// The regular-file entry of file `id`.
+    pub fn reg(&self, id: u32) -> Option<&pb::RegFileEntry> {
+        self.by_id.get(&id).and_then(|&i| self.entries.get(i)).and_then(|e| e.reg.as_ref())
+    }
+
+    /// The path to open for file `id` (the re-created ghost for a deleted file).
+    pub fn open_path(&self, id: u32) -> Result<String> {
+        let reg = self.reg(id).ok_or_else(|| Error::BadImage { image: "files.img".into(), what: format!("no regular file {id}") })?;
+        if let Some(g) = self.remap_of.get(&id).and_then(|g| self.ghost_paths.get(g)) {
+            return Ok(g.display().to_string());
+        }
+        Ok(reg.name.clone())
+    }
+
+    /// Open file `id` in the puppet with its flags and position; returns the fd number.
+    pub fn open_in(&self, inj: &Injector, id: u32, scratch_off: u64) -> Result<u64> {
+        let reg = self.reg(id).ok_or_else(|| Error::BadImage { image: "files.img".into(), what: format!("no regular file {id}") })?;
+        let path = self.open_path(id)?;
+        let p = inj.write_cstr(scratch_off, &path)?;
+        let flags = (reg.flags & !O_REOPEN_MASK) | libc::O_CLOEXEC as u32;
+        let fd = inj
+            .syscall(&format!("open {path}"), libc::SYS_openat, &[libc::AT_FDCWD as u64, p.0, u64::from(flags), 0])
+            .map_err(|e| Error::Restore { what: format!("file {id} ({path})"), pid: inj.pid(), image: "files.img".into(), source: Box::new(e) })?;
+        if reg.pos != 0 {
+            inj.syscall("seek", libc::SYS_lseek, &[fd, reg.pos, libc::SEEK_SET as u64])?;
+        }
+        Ok(fd)
+    }
+
+    /// Unlink the re-created ghost files (at the end of a restore, or after a failure).
+    pub fn remove_ghosts(&self) {
+        for p in self.ghost_paths.values() {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+/// Re-create ghost `gid` for the file once at `orig`: at that path if it is free, else beside
+/// it. Returns where.
+fn recreate_ghost(dir: &Path, gid: u32, orig: &Path) -> Result<PathBuf> {
+    let mut r = cryo_image::open_image(dir, ImageKind::GhostFile, Some(u64::from(gid)))?;
+    let entry: pb::GhostFileEntry = r
+        .read_entry()?
+        .ok_or_else(|| Error::BadImage { image: format!("ghost-file-{gid:x}.img"), what: "no entry".into() })?;
+    if entry.chunks == Some(true) {
+        return Err(Error::Unsupported(format!("chunked ghost file {gid:x}")));
+    }
+    let data = r.read_raw_to_end()?;
+    let candidates = [orig.to_path_buf(), PathBuf::from(format!("{}.cryo-ghost.{gid:x}", orig.display()))];
+    for path in candidates {
+        let f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).custom_flags(libc::O_NOFOLLOW).open(&path);
+        let mut f = match f {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(source) => return Err(Error::Path { what: "create ghost file".into(), path: path.display().to_string(), source }),
+        };
+        use std::io::Write;
+        let res = f
+            .write_all(&data)
+            .and_then(|_| std::os::unix::fs::fchown(&f, Some(entry.uid), Some(entry.gid)))
+            .and_then(|_| f.set_permissions(std::fs::Permissions::from_mode(entry.mode & 0o7777)));
+        if let Err(source) = res {
+            let _ = std::fs::remove_file(&path);
+            return Err(Error::Path { what: "write ghost file".into(), path: path.display().to_string(), source });
+        }
+        return Ok(path);
+    }
+    Err(Error::Path {
+        what: "create ghost file".into(),
+        path: orig.display().to_string(),
+        source: std::io::Error::from_raw_os_error(libc::EEXIST),
+    })
+}

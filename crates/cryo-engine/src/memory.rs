@@ -1,0 +1,568 @@
+//! Memory: the VMAs of a task (`mm-PID.img`), the pages that matter (`pagemap-PID.img` +
+//! `pages-N.img`, shared anonymous memory in `pagemap-shmem-ID.img`), and the mm fields.
+//!
+//! # Dump
+//! VMAs come from /proc/PID/smaps (VmFlags give MAP_GROWSDOWN and madvise bits). Which pages
+//! matter comes from /proc/PID/pagemap: present or swapped pages of anonymous memory, and for
+//! private file mappings only the private copies (present and not file-backed). Untouched
+//! memory is never read. Pages are read with process_vm_readv, or through /proc/PID/mem where
+//! the VMA is not readable (PROT_NONE with content). The vvar/vdso block and vsyscall are
+//! recorded but never copied.
+//!
+//! # Restore
+//! In the puppet: the vvar/vdso block is moved onto the dumped addresses, everything else but
+//! the trampoline is unmapped, then each VMA is mapped at its address (writable while it is
+//! filled), filled from the pages image by `pread64` run inside the puppet (one copy, no trip
+//! through cryo), and given its final protection and madvise flags. The mm fields, auxv and exe
+//! link are set in one `PR_SET_MM_MAP`.
+
+use crate::error::{Error, Result, TaskCtx};
+use crate::files::reg::RegFiles;
+use crate::remote::Injector;
+use cryo_image::pagemap::{PE_PRESENT};
+use cryo_image::{pb, ImageKind};
+use cryo_sys::procfs::{self, MapsEntry};
+use cryo_sys::{mem, Pid, RemoteAddr, PAGE_SIZE};
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use tracing::debug;
+
+/// CRIU's VMA status bits (`criu/include/image.h`).
+pub mod status {
+    /// A dumpable area.
+    pub const VMA_AREA_REGULAR: u32 = 1 << 0;
+    /// The main stack.
+    pub const VMA_AREA_STACK: u32 = 1 << 1;
+    /// [vsyscall].
+    pub const VMA_AREA_VSYSCALL: u32 = 1 << 2;
+    /// [vdso].
+    pub const VMA_AREA_VDSO: u32 = 1 << 3;
+    /// [heap].
+    pub const VMA_AREA_HEAP: u32 = 1 << 5;
+    /// Private file mapping.
+    pub const VMA_FILE_PRIVATE: u32 = 1 << 6;
+    /// Shared file mapping.
+    pub const VMA_FILE_SHARED: u32 = 1 << 7;
+    /// Shared anonymous memory.
+    pub const VMA_ANON_SHARED: u32 = 1 << 8;
+    /// Private anonymous memory.
+    pub const VMA_ANON_PRIVATE: u32 = 1 << 9;
+    /// [vvar] and [vvar_vclock].
+    pub const VMA_AREA_VVAR: u32 = 1 << 12;
+}
+use status::*;
+
+const PM_PRESENT: u64 = 1 << 63;
+const PM_SWAP: u64 = 1 << 62;
+const PM_FILE: u64 = 1 << 61;
+/// Largest single read of task memory.
+const CHUNK_BYTES: usize = 8 << 20;
+
+/// madvise bits CRIU keeps in `VmaEntry.madv`, by smaps VmFlags name.
+const MADV_FLAGS: [(&str, u32); 8] = [
+    ("sr", libc::MADV_SEQUENTIAL as u32),
+    ("rr", libc::MADV_RANDOM as u32),
+    ("dc", libc::MADV_DONTFORK as u32),
+    ("dd", libc::MADV_DONTDUMP as u32),
+    ("mg", libc::MADV_MERGEABLE as u32),
+    ("hg", libc::MADV_HUGEPAGE as u32),
+    ("nh", libc::MADV_NOHUGEPAGE as u32),
+    ("wf", libc::MADV_WIPEONFORK as u32),
+];
+
+/// Appends pages to one `pages-N.img` and records them in its pagemap.
+struct PageSink {
+    file: File,
+    pages_id: u32,
+    entries: Vec<pb::PagemapEntry>,
+    buf: Vec<u8>,
+}
+
+impl PageSink {
+    fn create(dir: &Path, pages_id: u32) -> Result<PageSink> {
+        let w = cryo_image::create_image(dir, ImageKind::Pages, Some(u64::from(pages_id)))?;
+        let file = w.finish()?.into_inner().map_err(|e| Error::Path {
+            what: "flush".into(),
+            path: format!("pages-{pages_id}.img"),
+            source: e.into_error(),
+        })?;
+        Ok(PageSink { file, pages_id, entries: Vec::new(), buf: vec![0u8; CHUNK_BYTES] })
+    }
+
+    /// Copy `nr` pages at `addr` of `pid` into the image, recorded at `img_vaddr`.
+    fn add(&mut self, pid: Pid, procmem: Option<&mem::ProcMem>, addr: u64, nr: u64, img_vaddr: u64) -> Result<()> {
+        let mut done = 0u64;
+        while done < nr * PAGE_SIZE {
+            let len = ((nr * PAGE_SIZE - done) as usize).min(self.buf.len());
+            let chunk = &mut self.buf[..len];
+            let at = RemoteAddr(addr + done);
+            match procmem {
+                Some(pm) => pm.read_exact(at, chunk).task_ctx("read memory through /proc/PID/mem", pid)?,
+                None => mem::read_exact(pid, at, chunk).task_ctx("read memory", pid)?,
+            }
+            self.file
+                .write_all(chunk)
+                .map_err(|source| Error::Path { what: "write".into(), path: format!("pages-{}.img", self.pages_id), source })?;
+            done += len as u64;
+        }
+        match self.entries.last_mut() {
+            Some(last) if last.vaddr + last.nr_pages.unwrap_or(0) * PAGE_SIZE == img_vaddr => {
+                let n = last.nr_pages.unwrap_or(0) + nr;
+                last.nr_pages = Some(n);
+                last.compat_nr_pages = n as u32;
+            }
+            _ => self.entries.push(cryo_image::pagemap::pagemap_entry(img_vaddr, nr as u32, PE_PRESENT)),
+        }
+        Ok(())
+    }
+
+    fn finish(self, dir: &Path, kind: ImageKind, id: u64) -> Result<u64> {
+        let mut w = cryo_image::create_image(dir, kind, Some(id))?;
+        w.write_entry(&pb::PagemapHead { pages_id: self.pages_id })?;
+        let mut n = 0;
+        for e in &self.entries {
+            w.write_entry(e)?;
+            n += e.nr_pages.unwrap_or(0);
+        }
+        w.finish()?;
+        Ok(n)
+    }
+}
+
+/// Read the pagemap words for `start..end` of `pid`.
+fn read_pagemap(pm: &File, pid: Pid, start: u64, end: u64) -> Result<Vec<u64>> {
+    let n = ((end - start) / PAGE_SIZE) as usize;
+    let mut raw = vec![0u8; n * 8];
+    pm.read_exact_at(&mut raw, start / PAGE_SIZE * 8).task_ctx("read pagemap", pid)?;
+    Ok(raw.chunks_exact(8).map(|c| u64::from_ne_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])).collect())
+}
+
+/// Turn one smaps entry into CRIU's VmaEntry (without the file id).
+pub fn vma_entry(m: &MapsEntry) -> pb::VmaEntry {
+    let mut prot = 0;
+    if m.read {
+        prot |= libc::PROT_READ;
+    }
+    if m.write {
+        prot |= libc::PROT_WRITE;
+    }
+    if m.exec {
+        prot |= libc::PROT_EXEC;
+    }
+    let mut flags = if m.shared { libc::MAP_SHARED } else { libc::MAP_PRIVATE };
+    for (f, bit) in [("gd", libc::MAP_GROWSDOWN), ("lo", libc::MAP_LOCKED), ("nr", libc::MAP_NORESERVE)] {
+        if m.has_flag(f) {
+            flags |= bit;
+        }
+    }
+    let mut madv = 0u64;
+    for (f, bit) in MADV_FLAGS {
+        if m.has_flag(f) {
+            madv |= 1 << bit;
+        }
+    }
+    let mut st = VMA_AREA_REGULAR;
+    let mut shmid = 0;
+    match m.path.as_str() {
+        "[vsyscall]" => st = VMA_AREA_VSYSCALL,
+        "[vdso]" => {
+            st |= VMA_AREA_VDSO | VMA_ANON_PRIVATE;
+            flags |= libc::MAP_ANONYMOUS;
+        }
+        "[vvar]" | "[vvar_vclock]" => {
+            st |= VMA_AREA_VVAR | VMA_ANON_PRIVATE;
+            flags |= libc::MAP_ANONYMOUS;
+        }
+        _ if is_anon_shared(m) => {
+            st |= VMA_ANON_SHARED;
+            flags |= libc::MAP_ANONYMOUS;
+            shmid = m.inode;
+        }
+        _ if m.inode == 0 => {
+            st |= VMA_ANON_PRIVATE;
+            flags |= libc::MAP_ANONYMOUS;
+            if m.path == "[heap]" {
+                st |= VMA_AREA_HEAP;
+            }
+            if m.path == "[stack]" {
+                st |= VMA_AREA_STACK;
+            }
+        }
+        _ => st |= if m.shared { VMA_FILE_SHARED } else { VMA_FILE_PRIVATE },
+    }
+    pb::VmaEntry {
+        start: m.start,
+        end: m.end,
+        pgoff: if st & (VMA_FILE_PRIVATE | VMA_FILE_SHARED) != 0 { m.offset } else { 0 },
+        shmid,
+        prot: prot as u32,
+        flags: flags as u32,
+        status: st,
+        fd: -1,
+        madv: (madv != 0).then_some(madv),
+        fdflags: None,
+    }
+}
+
+fn is_anon_shared(m: &MapsEntry) -> bool {
+    m.shared && m.inode != 0 && m.path.starts_with("/dev/zero") && m.dev_major == 0
+}
+
+/// What a memory dump produced.
+#[derive(Debug)]
+pub struct MemoryDump {
+    /// The mm entry, VMAs included.
+    pub mm: pb::MmEntry,
+    /// Pages written.
+    pub pages: u64,
+}
+
+/// Dump the memory of `pid`: VMAs into the returned mm entry (file mappings added to `files`),
+/// pages into `pagemap-PID.img` + `pages-N.img`. `brk` is the task's current break, `pages_id`
+/// the first free pages-image id (advanced).
+pub fn dump_memory(pid: Pid, dir: &Path, files: &mut RegFiles, brk: u64, pages_id: &mut u32) -> Result<MemoryDump> {
+    let maps = procfs::read_smaps(pid)?;
+    let stat = procfs::read_stat(pid)?;
+    let pm = File::open(format!("/proc/{pid}/pagemap")).task_ctx("open pagemap", pid)?;
+    let procmem = mem::ProcMem::open(pid).task_ctx("open /proc/PID/mem", pid)?;
+    let mut sink = PageSink::create(dir, *pages_id)?;
+    *pages_id += 1;
+    let mut shmem: BTreeMap<u64, PageSink> = BTreeMap::new();
+    let mut vmas = Vec::new();
+    let mut total = 0u64;
+    for m in &maps {
+        let mut vma = vma_entry(m);
+        let st = vma.status;
+        if st & (VMA_FILE_PRIVATE | VMA_FILE_SHARED) != 0 {
+            let link_path = format!("/proc/{pid}/map_files/{:x}-{:x}", m.start, m.end);
+            let fdflags = if m.shared && m.write { libc::O_RDWR } else { libc::O_RDONLY } as u32;
+            vma.shmid = u64::from(files.add(pid, &link_path, &m.path, fdflags, 0)?);
+            vma.fdflags = Some(fdflags);
+        }
+        let copy = st & VMA_AREA_REGULAR != 0
+            && st & (VMA_AREA_VDSO | VMA_AREA_VVAR) == 0
+            && st & VMA_FILE_SHARED == 0;
+        if copy {
+            let words = read_pagemap(&pm, pid, m.start, m.end)?;
+            let private_file = st & VMA_FILE_PRIVATE != 0;
+            let pm_opt = (!m.read).then_some(&procmem);
+            let mut i = 0usize;
+            while i < words.len() {
+                let wanted = |w: u64| {
+                    if private_file {
+                        w & PM_PRESENT != 0 && w & PM_FILE == 0 || w & PM_SWAP != 0
+                    } else {
+                        w & (PM_PRESENT | PM_SWAP) != 0
+                    }
+                };
+                if !wanted(words[i]) {
+                    i += 1;
+                    continue;
+                }
+                let mut j = i + 1;
+                while j < words.len() && wanted(words[j]) {
+                    j += 1;
+                }
+                let addr = m.start + i as u64 * PAGE_SIZE;
+                let nr = (j - i) as u64;
+                if st & VMA_ANON_SHARED != 0 {
+                    let s = match shmem.entry(vma.shmid) {
+                        std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
+                        std::collections::btree_map::Entry::Vacant(v) => {
+                            let s = PageSink::create(dir, *pages_id)?;
+                            *pages_id += 1;
+                            v.insert(s)
+                        }
+                    };
+                    // Shared memory is recorded by offset in the object.
+                    s.add(pid, pm_opt, addr, nr, m.offset + (addr - m.start))?;
+                } else {
+                    sink.add(pid, pm_opt, addr, nr, addr)?;
+                }
+                total += nr;
+                i = j;
+            }
+        }
+        vmas.push(vma);
+    }
+    sink.finish(dir, ImageKind::Pagemap, pid.0 as u64)?;
+    for (shmid, s) in shmem {
+        s.finish(dir, ImageKind::ShmemPagemap, shmid)?;
+    }
+    let exe_link = std::fs::read_link(format!("/proc/{pid}/exe")).task_ctx("read exe link", pid)?;
+    let exe_file_id = files.add(pid, &format!("/proc/{pid}/exe"), &exe_link.to_string_lossy(), libc::O_RDONLY as u32, 0)?;
+    let auxv = procfs::read_auxv(pid)?;
+    debug!(pid = pid.0, vmas = vmas.len(), pages = total, "memory dumped");
+    Ok(MemoryDump {
+        mm: pb::MmEntry {
+            mm_start_code: stat.start_code,
+            mm_end_code: stat.end_code,
+            mm_start_data: stat.start_data,
+            mm_end_data: stat.end_data,
+            mm_start_stack: stat.start_stack,
+            mm_start_brk: stat.start_brk,
+            mm_brk: brk,
+            mm_arg_start: stat.arg_start,
+            mm_arg_end: stat.arg_end,
+            mm_env_start: stat.env_start,
+            mm_env_end: stat.env_end,
+            exe_file_id,
+            mm_saved_auxv: auxv,
+            vmas,
+            dumpable: None,
+            aios: Vec::new(),
+            thp_disabled: None,
+        },
+        pages: total,
+    })
+}
+
+fn is_vdso_block(v: &pb::VmaEntry) -> bool {
+    v.status & (VMA_AREA_VDSO | VMA_AREA_VVAR) != 0
+}
+
+/// `struct prctl_mm_map` (include/uapi/linux/prctl.h), 104 bytes.
+fn prctl_mm_map_bytes(mm: &pb::MmEntry, auxv_addr: u64, auxv_len: u32, exe_fd: u32) -> Vec<u8> {
+    let mut b = Vec::with_capacity(104);
+    for v in [
+        mm.mm_start_code,
+        mm.mm_end_code,
+        mm.mm_start_data,
+        mm.mm_end_data,
+        mm.mm_start_brk,
+        mm.mm_brk,
+        mm.mm_start_stack,
+        mm.mm_arg_start,
+        mm.mm_arg_end,
+        mm.mm_env_start,
+        mm.mm_env_end,
+        auxv_addr,
+    ] {
+        b.extend_from_slice(&v.to_ne_bytes());
+    }
+    b.extend_from_slice(&auxv_len.to_ne_bytes());
+    b.extend_from_slice(&exe_fd.to_ne_bytes());
+    b
+}
+
+/// The puppet's vvar/vdso block: (name, start, end) in address order.
+fn own_vdso_block(maps: &[MapsEntry]) -> Vec<(String, u64, u64)> {
+    maps.iter()
+        .filter(|m| matches!(m.path.as_str(), "[vdso]" | "[vvar]" | "[vvar_vclock]"))
+        .map(|m| (m.path.clone(), m.start, m.end))
+        .collect()
+}
+
+/// Move the puppet's vvar/vdso block onto the dumped one's addresses. Both blocks must have the
+/// same layout (the same kernel); `temp` is an address range free in the puppet and in the
+/// target, used to avoid overlapping moves. Returns the new vDSO range.
+pub fn restore_vdso(inj: &Injector, target: &[pb::VmaEntry], temp: u64) -> Result<Option<(u64, u64)>> {
+    let pid = inj.pid();
+    let own = own_vdso_block(&procfs::read_smaps(pid)?);
+    let tgt: Vec<&pb::VmaEntry> = target.iter().filter(|v| is_vdso_block(v)).collect();
+    if tgt.is_empty() {
+        return Ok(None);
+    }
+    let layout_own: Vec<u64> = own.iter().map(|(_, s, e)| e - s).collect();
+    let layout_tgt: Vec<u64> = tgt.iter().map(|v| v.end - v.start).collect();
+    let own_start = own.first().map(|o| o.1).unwrap_or(0);
+    let tgt_start = tgt[0].start;
+    let gaps_own: Vec<u64> = own.iter().map(|(_, s, _)| s - own_start).collect();
+    let gaps_tgt: Vec<u64> = tgt.iter().map(|v| v.start - tgt_start).collect();
+    if layout_own != layout_tgt || gaps_own != gaps_tgt {
+        return Err(Error::Unsupported(format!(
+            "a vDSO layout different from this kernel's (dumped {layout_tgt:?}, here {layout_own:?})"
+        )));
+    }
+    if own_start == tgt_start {
+        return Ok(own.iter().find(|o| o.0 == "[vdso]").map(|o| (o.1, o.2)));
+    }
+    // Two moves: to the temporary place, then to the final one, so no move overlaps itself.
+    for (step_from, step_to) in [(own_start, temp), (temp, tgt_start)] {
+        for (_, s, e) in &own {
+            let from = s - own_start + step_from;
+            let to = s - own_start + step_to;
+            inj.syscall(
+                "move the vDSO",
+                libc::SYS_mremap,
+                &[from, e - s, e - s, (libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED) as u64, to],
+            )?;
+        }
+    }
+    Ok(tgt.iter().find(|v| v.status & VMA_AREA_VDSO != 0).map(|v| (v.start, v.end)))
+}
+
+/// Unmap everything in the puppet but the ranges in `keep` (sorted, non-overlapping).
+pub fn unmap_all_but(inj: &Injector, keep: &[(u64, u64)]) -> Result<()> {
+    const TASK_SIZE: u64 = 0x7fff_ffff_f000;
+    let mut at = PAGE_SIZE;
+    for &(s, e) in keep {
+        if s > at {
+            inj.syscall("unmap cryo's memory", libc::SYS_munmap, &[at, s - at])?;
+        }
+        at = at.max(e);
+    }
+    if at < TASK_SIZE {
+        inj.syscall("unmap cryo's memory", libc::SYS_munmap, &[at, TASK_SIZE - at])?;
+    }
+    Ok(())
+}
+
+/// Map and fill every VMA of `mm` in the puppet. `pages_fd` is an fd of the task's pages image
+/// open in the puppet; `shm_fds` maps a shmid to the fd of its pages image and its pagemap.
+pub fn restore_vmas(
+    inj: &Injector,
+    mm: &pb::MmEntry,
+    pagemap: &[pb::PagemapEntry],
+    pages_fd: u64,
+    shmem: &BTreeMap<u64, (u64, Vec<pb::PagemapEntry>)>,
+    files: &RegFiles,
+    scratch_off: u64,
+) -> Result<()> {
+    // File offset of each pagemap entry in the pages image.
+    let mut offsets = Vec::with_capacity(pagemap.len());
+    let mut off = 0u64;
+    for pe in pagemap {
+        offsets.push(off);
+        off += pe.nr_pages.unwrap_or(u64::from(pe.compat_nr_pages)) * PAGE_SIZE;
+    }
+    let mut shared_anon_done: BTreeMap<u64, ()> = BTreeMap::new();
+    for vma in &mm.vmas {
+        let st = vma.status;
+        if st & VMA_AREA_REGULAR == 0 || is_vdso_block(vma) {
+            continue;
+        }
+        let len = vma.end - vma.start;
+        let has_pages = pagemap.iter().any(|p| p.vaddr < vma.end && p.vaddr + pe_len(p) > vma.start)
+            || (st & VMA_ANON_SHARED != 0 && shmem.get(&vma.shmid).map(|s| !s.1.is_empty()).unwrap_or(false));
+        let fill_prot = if has_pages { vma.prot | (libc::PROT_READ | libc::PROT_WRITE) as u32 } else { vma.prot };
+        let mut flags = vma.flags | libc::MAP_FIXED as u32;
+        let mut fd = u64::MAX;
+        if st & (VMA_FILE_PRIVATE | VMA_FILE_SHARED) != 0 {
+            let path = files.open_path(vma.shmid as u32)?;
+            let p = inj.write_cstr(scratch_off, &path)?;
+            let oflags = vma.fdflags.unwrap_or(libc::O_RDONLY as u32) | libc::O_CLOEXEC as u32;
+            fd = inj
+                .syscall(&format!("open mapped file {path}"), libc::SYS_openat, &[libc::AT_FDCWD as u64, p.0, u64::from(oflags), 0])
+                .map_err(|e| Error::Restore { what: format!("mapping of {path} at {:#x}", vma.start), pid: inj.pid(), image: "mm".into(), source: Box::new(e) })?;
+            flags &= !(libc::MAP_ANONYMOUS as u32);
+        }
+        let addr = inj.syscall(
+            "map a VMA",
+            libc::SYS_mmap,
+            &[vma.start, len, u64::from(fill_prot), u64::from(flags), fd, if fd == u64::MAX { 0 } else { vma.pgoff }],
+        );
+        if fd != u64::MAX {
+            inj.syscall("close mapped file", libc::SYS_close, &[fd])?;
+        }
+        let addr = addr.map_err(|e| Error::Restore {
+            what: format!("VMA {:#x}-{:#x}", vma.start, vma.end),
+            pid: inj.pid(),
+            image: "mm".into(),
+            source: Box::new(e),
+        })?;
+        if addr != vma.start {
+            return Err(Error::Unsupported(format!("VMA {:#x} landed at {addr:#x}", vma.start)));
+        }
+        if has_pages {
+            if st & VMA_ANON_SHARED != 0 {
+                if shared_anon_done.insert(vma.shmid, ()).is_none() {
+                    if let Some((sfd, entries)) = shmem.get(&vma.shmid) {
+                        let mut soff = 0u64;
+                        for pe in entries {
+                            let l = pe_len(pe);
+                            // pe.vaddr is the offset in the shared object.
+                            let obj_start = vma.pgoff;
+                            if pe.vaddr >= obj_start && pe.vaddr + l <= obj_start + len {
+                                pread_all(inj, *sfd, vma.start + (pe.vaddr - obj_start), l, soff)?;
+                            }
+                            soff += l;
+                        }
+                    }
+                }
+            } else {
+                for (pe, &foff) in pagemap.iter().zip(&offsets) {
+                    let (s, e) = (pe.vaddr.max(vma.start), (pe.vaddr + pe_len(pe)).min(vma.end));
+                    if s < e {
+                        pread_all(inj, pages_fd, s, e - s, foff + (s - pe.vaddr))?;
+                    }
+                }
+            }
+            if fill_prot != vma.prot {
+                inj.syscall("protect a VMA", libc::SYS_mprotect, &[vma.start, len, u64::from(vma.prot)])?;
+            }
+        }
+        if let Some(madv) = vma.madv {
+            for bit in 0..64u64 {
+                if madv & (1 << bit) != 0 {
+                    inj.syscall("madvise a VMA", libc::SYS_madvise, &[vma.start, len, bit])?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn pe_len(pe: &pb::PagemapEntry) -> u64 {
+    pe.nr_pages.unwrap_or(u64::from(pe.compat_nr_pages)) * PAGE_SIZE
+}
+
+/// pread64 in the puppet until `len` bytes are at `addr`.
+fn pread_all(inj: &Injector, fd: u64, addr: u64, len: u64, off: u64) -> Result<()> {
+    let mut done = 0;
+    while done < len {
+        let n = inj.syscall("read pages", libc::SYS_pread64, &[fd, addr + done, len - done, off + done])?;
+        if n == 0 {
+            return Err(Error::BadImage { image: "pages".into(), what: format!("ends before offset {}", off + done) });
+        }
+        done += n;
+    }
+    Ok(())
+}
+
+/// Set the mm fields, auxv and exe link with one PR_SET_MM_MAP. `exe_fd` is an fd of the
+/// executable open in the puppet.
+pub fn restore_mm_fields(inj: &Injector, mm: &pb::MmEntry, exe_fd: u64, scratch_off: u64) -> Result<()> {
+    let auxv: Vec<u8> = mm.mm_saved_auxv.iter().flat_map(|w| w.to_ne_bytes()).collect();
+    let auxv_addr = inj.write_scratch(scratch_off + 128, &auxv)?;
+    let map = prctl_mm_map_bytes(mm, auxv_addr.0, auxv.len() as u32, exe_fd as u32);
+    let map_addr = inj.write_scratch(scratch_off, &map)?;
+    inj.syscall(
+        "set mm fields (PR_SET_MM_MAP)",
+        libc::SYS_prctl,
+        &[libc::PR_SET_MM as u64, libc::PR_SET_MM_MAP as u64, map_addr.0, map.len() as u64, 0],
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vma_kinds() {
+        let text = "7ffe000-7fff000 rw-p 00000000 00:00 0 [stack]\nVmFlags: rd wr mr mw me gd ac\n\
+7f0000-7f1000 rw-s 00000000 00:01 77 /dev/zero (deleted)\n\
+400000-401000 r-xp 00001000 fe:01 12 /usr/bin/x\n\
+500000-501000 ---p 00000000 00:00 0\nVmFlags: mr mw me dc\n";
+        let m = procfs::parse_maps(text, "t").unwrap();
+        let v: Vec<pb::VmaEntry> = m.iter().map(vma_entry).collect();
+        assert_eq!(v[0].status, VMA_AREA_REGULAR | VMA_ANON_PRIVATE | VMA_AREA_STACK);
+        assert!(v[0].flags & libc::MAP_GROWSDOWN as u32 != 0);
+        assert_eq!(v[1].status, VMA_AREA_REGULAR | VMA_ANON_SHARED);
+        assert_eq!(v[1].shmid, 77);
+        assert_eq!(v[2].status, VMA_AREA_REGULAR | VMA_FILE_PRIVATE);
+        assert_eq!(v[2].pgoff, 0x1000);
+        assert_eq!(v[2].prot, (libc::PROT_READ | libc::PROT_EXEC) as u32);
+        assert_eq!(v[3].prot, 0);
+        assert_eq!(v[3].madv, Some(1 << libc::MADV_DONTFORK));
+    }
+
+    #[test]
+    fn mm_map_is_104_bytes() {
+        assert_eq!(prctl_mm_map_bytes(&pb::MmEntry::default(), 0, 0, 0).len(), 104);
+    }
+}

@@ -1,0 +1,92 @@
+//! Queries and signals on other tasks that need no ptrace stop: kill(2), getpriority(2),
+//! sched_getscheduler(2), sched_getparam(2), get_robust_list(2), pidfd_open(2) and
+//! pidfd_getfd(2).
+
+use crate::types::{Pid, RemoteFd};
+use std::io;
+use std::os::fd::{FromRawFd, OwnedFd};
+
+fn check(rc: libc::c_long) -> io::Result<libc::c_long> {
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc)
+    }
+}
+
+/// kill(2).
+pub fn kill(pid: Pid, sig: i32) -> io::Result<()> {
+    // SAFETY: integer arguments only.
+    check(unsafe { libc::kill(pid.0, sig) } as libc::c_long)?;
+    Ok(())
+}
+
+/// Whether `pid` exists (kill with signal 0; EPERM counts as existing).
+pub fn exists(pid: Pid) -> bool {
+    match kill(pid, 0) {
+        Ok(()) => true,
+        Err(e) => e.raw_os_error() == Some(libc::EPERM),
+    }
+}
+
+/// The nice value of `pid` (getpriority(PRIO_PROCESS)).
+pub fn get_nice(pid: Pid) -> io::Result<i32> {
+    // getpriority returns 20 - nice for the raw syscall.
+    // SAFETY: integer arguments only.
+    let rc = check(unsafe { libc::syscall(libc::SYS_getpriority, libc::PRIO_PROCESS, pid.0) })?;
+    Ok(20 - rc as i32)
+}
+
+/// The scheduling policy and static priority of `pid`.
+pub fn get_sched(pid: Pid) -> io::Result<(u32, u32)> {
+    // SAFETY: integer arguments only.
+    let policy = check(unsafe { libc::syscall(libc::SYS_sched_getscheduler, pid.0) })?;
+    let mut param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: param is a valid out-pointer.
+    check(unsafe { libc::syscall(libc::SYS_sched_getparam, pid.0, &mut param as *mut libc::sched_param) })?;
+    Ok((policy as u32, param.sched_priority as u32))
+}
+
+/// The robust futex list head and its length of `pid` (get_robust_list(2)).
+pub fn get_robust_list(pid: Pid) -> io::Result<(u64, u64)> {
+    let mut head: u64 = 0;
+    let mut len: usize = 0;
+    // SAFETY: both out-pointers are valid for the call.
+    check(unsafe { libc::syscall(libc::SYS_get_robust_list, pid.0, &mut head as *mut u64, &mut len as *mut usize) })?;
+    Ok((head, len as u64))
+}
+
+/// A pidfd for `pid` (pidfd_open(2)).
+pub fn pidfd_open(pid: Pid) -> io::Result<OwnedFd> {
+    // SAFETY: integer arguments only.
+    let fd = check(unsafe { libc::syscall(libc::SYS_pidfd_open, pid.0, 0) })?;
+    // SAFETY: the kernel just returned this fd, owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// A duplicate, in cryo, of the task's fd `fd` (pidfd_getfd(2)).
+pub fn pidfd_getfd(pidfd: &OwnedFd, fd: RemoteFd) -> io::Result<OwnedFd> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: integer arguments only.
+    let out = check(unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), fd.0, 0) })?;
+    // SAFETY: the kernel just returned this fd, owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(out as i32) })
+}
+
+/// The raw wait status of a child or of a task reparented to us as subreaper (waitpid(2) with
+/// `__WALL`, retried on EINTR).
+pub fn wait_pid(pid: Pid) -> io::Result<i32> {
+    loop {
+        let mut status: libc::c_int = 0;
+        // SAFETY: status is a valid out-pointer.
+        let rc = unsafe { libc::waitpid(pid.0, &mut status, libc::__WALL) };
+        if rc < 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            return Err(e);
+        }
+        return Ok(status);
+    }
+}
