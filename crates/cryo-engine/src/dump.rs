@@ -24,9 +24,20 @@ pub const TASK_ALIVE: u32 = 1;
 /// Image version CRIU writes (`CRTOOLS_IMAGES_V1_1`).
 const IMG_VERSION: u32 = 2;
 
-/// Fail here on purpose when the test-only environment variable names this phase.
+/// The phases a test build can stop at, in order.
+pub const PHASES: [&str; 6] = ["seized", "injector", "remote", "files", "memory", "images"];
+
+/// Test builds only (feature `fault-injection`): `CRYO_FAULT_INJECT=<phase>` fails the dump
+/// there; `CRYO_FAULT_PAUSE=<phase>` waits 2 s there (so a test can signal cryo mid-dump).
 fn fault_point(phase: &str) -> Result<()> {
-    if cfg!(feature = "fault-injection") && std::env::var("CRYO_FAULT_INJECT").as_deref() == Ok(phase) {
+    if !cfg!(feature = "fault-injection") {
+        return Ok(());
+    }
+    if std::env::var("CRYO_FAULT_PAUSE").as_deref() == Ok(phase) {
+        info!("pausing at {phase} (CRYO_FAULT_PAUSE)");
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    if std::env::var("CRYO_FAULT_INJECT").as_deref() == Ok(phase) {
         return Err(Error::FaultInjected(phase.to_string()));
     }
     Ok(())
@@ -40,8 +51,8 @@ fn check_interrupted() -> Result<()> {
 }
 
 fn between_phases(phase: &str) -> Result<()> {
-    check_interrupted()?;
-    fault_point(phase)
+    fault_point(phase)?;
+    check_interrupted()
 }
 
 /// Checkpoint the tree rooted at `opts.pid` into `opts.images_dir`.

@@ -198,9 +198,8 @@ fn drive_puppet(
     let th = img.core.thread_core.clone().ok_or_else(|| bad(&core_img, "no thread core"))?;
     let ti = img.core.thread_info.clone().ok_or_else(|| bad(&core_img, "no x86 thread info"))?;
     signals::restore_sigactions(&inj, &tc.sigactions).map_err(|e| ctx("sigactions", &core_img, e))?;
-    if let Some(sas) = &th.sas {
-        signals::restore_sigaltstack(&inj, sas).map_err(|e| ctx("sigaltstack", &core_img, e))?;
-    }
+    let no_sas = pb::ThreadSasEntry { ss_sp: 0, ss_size: 0, ss_flags: libc::SS_DISABLE as u32 };
+    signals::restore_sigaltstack(&inj, th.sas.as_ref().unwrap_or(&no_sas)).map_err(|e| ctx("sigaltstack", &core_img, e))?;
     if let Some(t) = &tc.timers {
         timers::restore_timers(&inj, t).map_err(|e| ctx("timers", &core_img, e))?;
     }

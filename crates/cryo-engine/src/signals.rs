@@ -69,17 +69,17 @@ pub fn dump_sigaltstack(inj: &Injector) -> Result<pb::ThreadSasEntry> {
     Ok(pb::ThreadSasEntry { ss_sp: sp, ss_size: size, ss_flags: flags })
 }
 
-/// Set the alternate signal stack (SS_ONSTACK is a state, not a flag one can set).
+/// Set the alternate signal stack (SS_ONSTACK is a state, not a flag one can set). A disabled
+/// one is disabled explicitly: the puppet inherited cryo's, which points into memory that is
+/// gone.
 pub fn restore_sigaltstack(inj: &Injector, sas: &pb::ThreadSasEntry) -> Result<()> {
     let flags = sas.ss_flags & !(libc::SS_ONSTACK as u32);
-    if flags & libc::SS_DISABLE as u32 != 0 {
-        return Ok(());
-    }
+    let disabled = flags & libc::SS_DISABLE as u32 != 0;
     let mut b = Vec::with_capacity(24);
-    b.extend_from_slice(&sas.ss_sp.to_ne_bytes());
+    b.extend_from_slice(&(if disabled { 0 } else { sas.ss_sp }).to_ne_bytes());
     b.extend_from_slice(&flags.to_ne_bytes());
     b.extend_from_slice(&0u32.to_ne_bytes());
-    b.extend_from_slice(&sas.ss_size.to_ne_bytes());
+    b.extend_from_slice(&(if disabled { 0 } else { sas.ss_size }).to_ne_bytes());
     let p = inj.write_scratch(SA_OFF, &b)?;
     inj.syscall("set sigaltstack", libc::SYS_sigaltstack, &[p.0, 0])?;
     Ok(())

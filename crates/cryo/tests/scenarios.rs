@@ -10,17 +10,18 @@
 //! holds the C side.
 //!
 //! # What a case does
-//! Each scenario is started through `setsid` (so it leads its own session and process group)
-//! with stdin from /dev/null and stdout/stderr appended to files of the case directory, and is
-//! run in the modes that apply to it:
+//! Each scenario is started through `scenarios/support/spawn.c` (which closes every descriptor
+//! above 2 and makes it a session and process group leader) with stdin from /dev/null and
+//! stdout/stderr appended to files of the case directory, and is run in the modes that apply to
+//! it:
 //! - `plain`: `cryo dump` (which kills it), `cryo restore -d`, same PID, SIGTERM, verdict;
 //! - `leave_running`: `cryo dump -R`, the original must still run (not stopped) and PASS after
 //!   SIGTERM, then the images are restored, SIGTERM, verdict;
 //! - `iterations`: three dump+restore cycles, then SIGTERM, verdict.
 //!
 //! After every dump each file of the images directory must be mode 0600 and every `*.img` but
-//! `pages-*.img` must survive `crit decode | crit encode` byte for byte (Debian's
-//! `/usr/bin/crit`). `cryo restore` runs under `scenarios/support/reaper.c`, a child subreaper
+//! `pages-*.img` must survive `crit decode | crit encode` (Debian's `/usr/bin/crit`): byte for
+//! byte, or where crit 3.17 drops fields it does not know, with the same decoded JSON. `cryo restore` runs under `scenarios/support/reaper.c`, a child subreaper
 //! that reaps the restored tree and records the exit statuses, so the harness needs no
 //! `waitpid()` of its own. Cases run one at a time. The `tamper` tests check that scenarios do
 //! fail when their state is changed behind their back.
@@ -30,10 +31,11 @@
 //!   `plain` tests run; the others return at once). For checking scenarios without cryo.
 //! - `CRYO_TEST_STRICT=1`: a SKIP (scenario or missing crit) is a failure.
 //! - `CRYO_BIN=PATH`: the binary to test instead of this crate's `cryo` (e.g. `criu`).
+//! - `CRYO_SCENARIO_NO_CRIT=1`: crit round-trip failures are printed, not fatal (for debugging
+//!   restore while an image format issue is open).
 //! - `CRYO_SCENARIO_KEEP=1`: keep the case directories of passing cases too (under
 //!   `target/tmp/scenarios/`); failing ones are always kept.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -162,7 +164,8 @@ fn gcc(src: &Path, out: &Path) -> Res<()> {
     Ok(())
 }
 
-/// Build every `tests/scenarios/*.c` and the reaper into `target/tmp/scenarios/bin`.
+/// Build every `tests/scenarios/*.c` and the helpers of `support/` into
+/// `target/tmp/scenarios/bin`.
 fn build_all() -> Res<PathBuf> {
     let bin = work_root().join("bin");
     fs::create_dir_all(&bin).map_err(|e| format!("create {}: {e}", bin.display()))?;
@@ -178,6 +181,7 @@ fn build_all() -> Res<PathBuf> {
         }
     }
     gcc(&dir.join("support/reaper.c"), &bin.join("reaper"))?;
+    gcc(&dir.join("support/spawn.c"), &bin.join("spawn"))?;
     Ok(bin)
 }
 
@@ -263,26 +267,26 @@ struct Restore {
 }
 
 impl Restore {
-    /// Lines "cmd PID STATUS" / "exit PID STATUS" recorded so far.
-    fn records(&self) -> Vec<(String, i32, i32)> {
-        let text = fs::read_to_string(&self.out).unwrap_or_default();
-        text.lines()
-            .filter_map(|l| {
-                let mut it = l.split_whitespace();
-                let kind = it.next()?.to_owned();
-                let pid = it.next()?.parse().ok()?;
-                let status = it.next()?.parse().ok()?;
-                Some((kind, pid, status))
-            })
-            .collect()
-    }
-
     fn exit_of(&self, kind: &str, pid: Option<i32>) -> Option<(i32, i32)> {
-        self.records()
+        reaper_records(&self.out)
             .into_iter()
             .find(|(k, p, _)| k == kind && pid.is_none_or(|want| *p == want))
             .map(|(_, p, s)| (p, s))
     }
+}
+
+/// The reaper's lines so far: (kind, pid, raw wait status), kind "cmd" or "exit".
+fn reaper_records(out: &Path) -> Vec<(String, i32, i32)> {
+    let text = fs::read_to_string(out).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| {
+            let mut it = l.split_whitespace();
+            let kind = it.next()?.to_owned();
+            let pid = it.next()?.parse().ok()?;
+            let status = it.next()?.parse().ok()?;
+            Some((kind, pid, status))
+        })
+        .collect()
 }
 
 struct Case {
@@ -353,13 +357,7 @@ impl Case {
     /// Start the scenario as its own session leader; return its PID.
     fn start(&mut self) -> Res<i32> {
         File::create(&self.status).map_err(|e| format!("create status file: {e}"))?;
-        let mut cmd = if Path::new("/usr/bin/setsid").exists() {
-            Command::new("/usr/bin/setsid")
-        } else {
-            let mut c = Command::new("env");
-            std::os::unix::process::CommandExt::process_group(&mut c, 0);
-            c
-        };
+        let mut cmd = Command::new(built()?.join("spawn"));
         if self.spec.source.ends_with(".py") {
             cmd.arg(python());
         }
@@ -465,7 +463,16 @@ impl Case {
             .map(|c| c.id() as i32)
             .ok_or("no original task")?;
         send_signal(pid, "TERM")?;
-        let line = self.next_line(VERDICT_TIMEOUT, Case::original_gone)?;
+        let line = match self.next_line(VERDICT_TIMEOUT, Case::original_gone) {
+            Ok(line) => line,
+            Err(e) => {
+                let how = match self.original.as_mut().map(|c| c.try_wait()) {
+                    Some(Ok(Some(st))) => describe_status(st.into_raw()),
+                    _ => "still running".into(),
+                };
+                return Err(format!("pid {pid}: {e} ({how})"));
+            }
+        };
         let verdict = Case::parse_verdict(&line)?;
         let child = self.original.as_mut().ok_or("no original task")?;
         let st = wait_child_timeout(child, VERDICT_TIMEOUT)?
@@ -477,7 +484,16 @@ impl Case {
     /// SIGTERM a restored task, take its verdict and exit status (from the reaper).
     fn finish_restored(&mut self, pid: i32) -> Res<(Verdict, i32)> {
         send_signal(pid, "TERM")?;
-        let line = self.next_line(VERDICT_TIMEOUT, |_| !alive(pid))?;
+        let line = match self.next_line(VERDICT_TIMEOUT, |_| !alive(pid)) {
+            Ok(line) => line,
+            Err(e) => {
+                let how = self
+                    .restored_exit(pid, Duration::from_secs(1))
+                    .map(describe_status)
+                    .unwrap_or_else(|_| "no exit recorded".into());
+                return Err(format!("restored pid {pid}: {e} ({how})"));
+            }
+        };
         let verdict = Case::parse_verdict(&line)?;
         let status = self.restored_exit(pid, VERDICT_TIMEOUT)?;
         Ok((verdict, status))
@@ -608,7 +624,8 @@ impl Case {
         Ok(pid)
     }
 
-    /// Wait until `pid` (dumped and killed) is gone; `first` says it is the original task.
+    /// Wait until `pid` (dumped and killed) is gone: the original task (our child) or the last
+    /// restored one (reaped by the last reaper).
     fn wait_dumped_gone(&mut self, pid: i32) -> Res<()> {
         if let Some(child) = self.original.as_mut() {
             let st = wait_child_timeout(child, GONE_TIMEOUT)?
@@ -672,7 +689,12 @@ impl Case {
             imgs.sort();
             for img in &imgs {
                 if let Err(e) = crit_round_trip(img, &work) {
-                    problems.push(e);
+                    if env_flag("CRYO_SCENARIO_NO_CRIT") {
+                        eprintln!("ignored (CRYO_SCENARIO_NO_CRIT): {e}");
+                        self.note(format!("ignored: {e}"));
+                    } else {
+                        problems.push(e);
+                    }
                 }
             }
             self.note(format!(
@@ -767,7 +789,31 @@ impl Drop for Case {
     }
 }
 
-/// `crit decode` then `crit encode` of one image must give back its bytes.
+/// Run Debian's crit with `verb` from `from` to `to`.
+fn run_crit(verb: &str, from: &Path, to: &Path) -> Res<()> {
+    let out = Command::new(SYSTEM_PYTHON)
+        .arg(CRIT)
+        .arg(verb)
+        .arg("-i")
+        .arg(from)
+        .arg("-o")
+        .arg(to)
+        .output()
+        .map_err(|e| format!("run crit {verb}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "crit {verb} {} failed: {}",
+            from.display(),
+            String::from_utf8_lossy(&out.stderr).trim_end()
+        ));
+    }
+    Ok(())
+}
+
+/// `crit decode` then `crit encode` of one image must give back its bytes, except for fields
+/// Debian's crit 3.17 does not know (it drops them on encode: `creds.no_new_privs`,
+/// `creds.cap_amb`, `pagemap_entry.nr_pages`, which CRIU 4.2 writes): then decoding the
+/// re-encoded image must show exactly what decoding the original showed.
 fn crit_round_trip(img: &Path, work: &Path) -> Res<()> {
     let name = img
         .file_name()
@@ -776,34 +822,25 @@ fn crit_round_trip(img: &Path, work: &Path) -> Res<()> {
         .into_owned();
     let json = work.join(format!("{name}.json"));
     let back = work.join(format!("{name}.back"));
-    for (verb, from, to) in [("decode", img, &json), ("encode", json.as_path(), &back)] {
-        let out = Command::new(SYSTEM_PYTHON)
-            .arg(CRIT)
-            .arg(verb)
-            .arg("-i")
-            .arg(from)
-            .arg("-o")
-            .arg(to)
-            .output()
-            .map_err(|e| format!("run crit {verb}: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "crit {verb} {} failed: {}",
-                from.display(),
-                String::from_utf8_lossy(&out.stderr).trim_end()
-            ));
-        }
-    }
+    let json2 = work.join(format!("{name}.back.json"));
+    run_crit("decode", img, &json)?;
+    run_crit("encode", &json, &back)?;
     let a = fs::read(img).map_err(|e| format!("read {}: {e}", img.display()))?;
     let b = fs::read(&back).map_err(|e| format!("read {}: {e}", back.display()))?;
-    if a != b {
+    if a == b {
+        return Ok(());
+    }
+    run_crit("decode", &back, &json2)?;
+    let ja = fs::read(&json).map_err(|e| format!("read {}: {e}", json.display()))?;
+    let jb = fs::read(&json2).map_err(|e| format!("read {}: {e}", json2.display()))?;
+    if ja != jb {
         let at = a
             .iter()
             .zip(&b)
             .position(|(x, y)| x != y)
             .unwrap_or(a.len().min(b.len()));
         return Err(format!(
-            "crit decode|encode of {name} differs: {} bytes vs {} bytes, first difference at {at}",
+            "crit decode|encode of {name} loses data: {} bytes vs {} bytes, first difference at {at}",
             a.len(),
             b.len()
         ));
@@ -909,6 +946,9 @@ fn run_test(spec: &'static Spec, mode: Mode) {
         }
         Ok(Outcome::Skipped(reason)) => {
             eprintln!("SKIP {reason}");
+            if !env_flag("CRYO_SCENARIO_KEEP") {
+                let _ = fs::remove_dir_all(&case.dir);
+            }
             if strict() {
                 panic!(
                     "{} {}: skipped under CRYO_TEST_STRICT=1: {reason}",
@@ -1165,34 +1205,22 @@ fn reaper_records_exit_statuses() {
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir).expect("create dir");
     let out = dir.join("out");
-    // The shell leaves an orphan that exits 5 after the shell itself exited 3.
+    // The shell exits 3 and leaves an orphan that exits 5 later: both are recorded.
     let st = Command::new(bin.join("reaper"))
         .arg(&out)
         .args(["sh", "-c", "(sleep 0.2; exit 5) & exit 3"])
         .status()
         .expect("run reaper");
     assert!(st.success());
-    let r = Restore {
-        reaper: Command::new("true").spawn().expect("spawn true"),
-        out,
-    };
-    let (_, cmd) = r.exit_of("cmd", None).expect("cmd line");
-    assert_eq!(ExitStatus::from_raw(cmd).code(), Some(3));
-    let orphans: BTreeMap<i32, i32> = r
-        .records()
+    let codes: Vec<(String, Option<i32>)> = reaper_records(&out)
         .into_iter()
-        .filter(|(k, _, _)| k == "exit")
-        .map(|(_, p, s)| (p, s))
+        .map(|(kind, _, raw)| (kind, ExitStatus::from_raw(raw).code()))
         .collect();
-    assert_eq!(orphans.len(), 1, "{orphans:?}");
     assert_eq!(
-        orphans
-            .values()
-            .map(|s| ExitStatus::from_raw(*s).code())
-            .collect::<Vec<_>>(),
-        vec![Some(5)]
+        codes,
+        vec![("cmd".to_owned(), Some(3)), ("exit".to_owned(), Some(5))],
+        "{}",
+        fs::read_to_string(&out).unwrap_or_default()
     );
-    let mut r = r;
-    let _ = r.reaper.wait();
     let _ = fs::remove_dir_all(&dir);
 }

@@ -41,6 +41,41 @@ static void check_left(const char *what, long long left_ns, long long orig_ns)
 	      orig_ns);
 }
 
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/*
+ * /proc/self/timers as one line per timer ("ID: 0 signal: ... ClockID: 1"), sorted: the kernel
+ * lists timers in an order of its own, which is not part of the state.
+ */
+static void read_timers(char *out, size_t size)
+{
+	static char raw[4096];
+	char *blocks[16];
+	int n = 0;
+	CHECK(read_small_file("/proc/self/timers", raw, sizeof(raw)) >= 0, "read /proc/self/timers");
+	for (char *p = strstr(raw, "ID:"); p && n < 16; p = strstr(p + 1, "\nID:")) {
+		if (*p == '\n')
+			*p++ = 0;
+		blocks[n++] = p;
+	}
+	for (int i = 0; i < n; i++) {
+		for (char *c = blocks[i]; *c; c++)
+			if (*c == '\n')
+				*c = ' ';
+		for (size_t l = strlen(blocks[i]); l && blocks[i][l - 1] == ' ';)
+			blocks[i][--l] = 0;
+	}
+	qsort(blocks, n, sizeof(blocks[0]), cmp_str);
+	out[0] = 0;
+	for (int i = 0; i < n; i++) {
+		strncat(out, blocks[i], size - strlen(out) - 2);
+		strcat(out, ";");
+	}
+}
+
 int main(void)
 {
 	install_term_handler();
@@ -69,7 +104,7 @@ int main(void)
 	SYS(timer_settime(mono, 0, &its, NULL));
 
 	static char timers_before[4096], timers_after[4096];
-	read_small_file("/proc/self/timers", timers_before, sizeof(timers_before));
+	read_timers(timers_before, sizeof(timers_before));
 
 	ready();
 	wait_term();
@@ -95,7 +130,7 @@ int main(void)
 	CHECK(cur.it_value.tv_sec == 0 && cur.it_value.tv_nsec == 0 && cur.it_interval.tv_sec == 0,
 	      "disarmed POSIX timer is armed: %ld s", (long)cur.it_value.tv_sec);
 	CHECK(timer_getoverrun(mono) == 0, "POSIX timer overrun %d", timer_getoverrun(mono));
-	read_small_file("/proc/self/timers", timers_after, sizeof(timers_after));
+	read_timers(timers_after, sizeof(timers_after));
 	CHECK(strcmp(timers_before, timers_after) == 0, "/proc/self/timers now:\n%s\nexpected:\n%s",
 	      timers_after, timers_before);
 	CHECK(fired == 0, "a timer signal fired %d times", fired);
