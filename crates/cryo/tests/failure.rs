@@ -1,0 +1,1375 @@
+//! Failure safety (DESIGN.md section 8), driven through the real `cryo` binary.
+//!
+//! - A dump that fails at any phase (test builds: `CRYO_FAULT_INJECT=<phase>`, for every phase of
+//!   `cryo_engine::dump::PHASES`) leaves the task running exactly as before: not stopped, not
+//!   traced, the same descriptors, mappings and signal state, and the scenario still PASSes after
+//!   SIGTERM. The same holds after a successful `dump -R`.
+//! - SIGINT or SIGTERM to cryo while a dump pauses at a phase (`CRYO_FAULT_PAUSE=<phase>`): cryo
+//!   exits non-zero soon, saying "interrupted", and the task is released as above.
+//! - Bad input (no such pid, missing option, unknown option, missing or empty images directory,
+//!   damaged images) gives a clear error and a non-zero exit, never a panic; an error about a
+//!   damaged image names the image (and the offset where it applies), and a failed restore
+//!   leaves no task behind.
+//! - Images are created 0600; a restore refuses a pid that is in use.
+//!
+//! The tasks are the self-verifying scenarios of `tests/scenarios/` (see `scenarios.rs` for the
+//! protocol: `READY` in the status file, then `PASS`/`FAIL` after SIGTERM), built with gcc into
+//! `target/tmp/failure/bin`, started through `support/spawn.c`; restores run under
+//! `support/reaper.c`. Tests run one at a time. `CRYO_TEST_STRICT=1`: nothing may be skipped.
+//! Case directories are under `target/tmp/failure/cases/`; failing ones are kept.
+#![forbid(unsafe_code)]
+
+use std::ffi::OsStr;
+use std::fmt::Write as _;
+use std::fs::{self, File, OpenOptions};
+use std::io::{Seek, SeekFrom, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+type Res<T> = Result<T, String>;
+
+/// How long a scenario may take to get READY (heap_hash fills 256 MiB).
+const READY_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long a scenario may take to give its verdict after SIGTERM.
+const VERDICT_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long one cryo run may take.
+const CRYO_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long cryo may take to exit after SIGINT/SIGTERM (the fault pause is 2 s).
+const INTERRUPT_EXIT: Duration = Duration::from_secs(10);
+
+/// Tests run one at a time: they reuse PIDs and want the CPUs.
+static SERIAL: Mutex<()> = Mutex::new(());
+static BUILT: OnceLock<Res<PathBuf>> = OnceLock::new();
+
+/// The scenarios these tests use.
+const SOURCES: &[&str] = &["signals", "avx_register", "heap_hash", "timers", "counter"];
+
+fn env_flag(name: &str) -> bool {
+    std::env::var(name).is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
+fn strict() -> bool {
+    env_flag("CRYO_TEST_STRICT")
+}
+
+/// Report a skip; under `CRYO_TEST_STRICT=1` it is a failure.
+fn skipped(what: &str, reason: &str) {
+    if strict() {
+        panic!("{what}: skipped under CRYO_TEST_STRICT=1: {reason}");
+    }
+    eprintln!("SKIP {what}: {reason}");
+}
+
+fn cryo_bin() -> PathBuf {
+    std::env::var_os("CRYO_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_cryo")))
+}
+
+fn sources_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios")
+}
+
+fn work_root() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("failure")
+}
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Building
+
+fn gcc(src: &Path, out: &Path) -> Res<()> {
+    let output = Command::new("gcc")
+        .args(["-O1", "-g", "-Wall", "-pthread", "-I"])
+        .arg(sources_dir())
+        .arg("-o")
+        .arg(out)
+        .arg(src)
+        .arg("-lrt")
+        .output()
+        .map_err(|e| format!("run gcc: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "gcc {} failed:\n{}",
+            src.display(),
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    Ok(())
+}
+
+fn build_all() -> Res<PathBuf> {
+    let bin = work_root().join("bin");
+    fs::create_dir_all(&bin).map_err(|e| format!("create {}: {e}", bin.display()))?;
+    let dir = sources_dir();
+    for name in SOURCES {
+        gcc(&dir.join(format!("{name}.c")), &bin.join(name))?;
+    }
+    gcc(&dir.join("support/reaper.c"), &bin.join("reaper"))?;
+    gcc(&dir.join("support/spawn.c"), &bin.join("spawn"))?;
+    Ok(bin)
+}
+
+fn built() -> Res<PathBuf> {
+    BUILT.get_or_init(build_all).clone()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Processes, through /proc and the `kill` program
+
+/// The state letter of /proc/PID/stat, or None if there is no such process.
+fn proc_state(pid: i32) -> Option<char> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.trim_start().chars().next()
+}
+
+fn alive(pid: i32) -> bool {
+    matches!(proc_state(pid), Some(s) if s != 'Z' && s != 'X')
+}
+
+/// The value of field `name` of /proc/PID/status.
+fn status_field(pid: i32, name: &str) -> Res<String> {
+    let text = fs::read_to_string(format!("/proc/{pid}/status"))
+        .map_err(|e| format!("read /proc/{pid}/status: {e}"))?;
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(name)?
+                .strip_prefix(':')
+                .map(|v| v.trim().to_owned())
+        })
+        .ok_or_else(|| format!("no {name} in /proc/{pid}/status"))
+}
+
+fn cmdline_has(pid: i32, needle: &Path) -> bool {
+    let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let needle = needle.as_os_str().as_encoded_bytes();
+    !needle.is_empty() && cmdline.windows(needle.len()).any(|w| w == needle)
+}
+
+fn send_signal(pid: i32, sig: &str) -> Res<()> {
+    let status = Command::new("kill")
+        .args(["-s", sig, &pid.to_string()])
+        .stderr(Stdio::null())
+        .status()
+        .map_err(|e| format!("run kill: {e}"))?;
+    if !status.success() {
+        return Err(format!("kill -s {sig} {pid} failed ({status})"));
+    }
+    Ok(())
+}
+
+fn wait_child_timeout(child: &mut Child, timeout: Duration) -> Res<Option<ExitStatus>> {
+    let start = Instant::now();
+    loop {
+        match child.try_wait() {
+            Ok(Some(st)) => return Ok(Some(st)),
+            Ok(None) if start.elapsed() > timeout => return Ok(None),
+            Ok(None) => sleep(Duration::from_millis(20)),
+            Err(e) => return Err(format!("wait for pid {}: {e}", child.id())),
+        }
+    }
+}
+
+fn describe(st: ExitStatus) -> String {
+    match (st.code(), st.signal()) {
+        (Some(code), _) => format!("exit code {code}"),
+        (None, Some(sig)) => format!("killed by signal {sig}"),
+        _ => format!("wait status {:#x}", st.into_raw()),
+    }
+}
+
+fn read_lossy(path: &Path) -> String {
+    fs::read(path)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default()
+}
+
+fn tail(path: &Path, lines: usize) -> String {
+    match fs::read(path) {
+        Ok(bytes) => {
+            let text = String::from_utf8_lossy(&bytes);
+            let all: Vec<&str> = text.lines().collect();
+            all[all.len().saturating_sub(lines)..].join("\n")
+        }
+        Err(e) => format!("({e})"),
+    }
+}
+
+/// A PID no process has.
+fn unused_pid() -> i32 {
+    let max: i32 = fs::read_to_string("/proc/sys/kernel/pid_max")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(32768);
+    (2..max)
+        .rev()
+        .find(|p| !Path::new(&format!("/proc/{p}")).exists())
+        .unwrap_or(max - 1)
+}
+
+// ---------------------------------------------------------------------------------------------
+// What a task looks like from outside
+
+/// What must not change when cryo lets a task go.
+#[derive(Debug, PartialEq, Eq)]
+struct Snapshot {
+    /// (fd, link target, `pos:` and `flags:` of fdinfo)
+    fds: Vec<(String, String, String)>,
+    /// /proc/PID/maps lines; the start of `[stack]` is left out (the stack may grow).
+    maps: Vec<String>,
+    /// SigPnd, ShdPnd, SigBlk, SigIgn, SigCgt of /proc/PID/status.
+    signals: Vec<String>,
+}
+
+fn snapshot(pid: i32) -> Res<Snapshot> {
+    let dir = format!("/proc/{pid}/fd");
+    let mut fds = Vec::new();
+    for entry in fs::read_dir(&dir).map_err(|e| format!("read {dir}: {e}"))? {
+        let entry = entry.map_err(|e| format!("read {dir}: {e}"))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let target = fs::read_link(entry.path())
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|e| format!("({e})"));
+        let info = fs::read_to_string(format!("/proc/{pid}/fdinfo/{name}")).unwrap_or_default();
+        let info: Vec<&str> = info
+            .lines()
+            .filter(|l| l.starts_with("pos:") || l.starts_with("flags:"))
+            .collect();
+        fds.push((name, target, info.join(" ")));
+    }
+    fds.sort();
+    let maps_text = fs::read_to_string(format!("/proc/{pid}/maps"))
+        .map_err(|e| format!("read /proc/{pid}/maps: {e}"))?;
+    let maps = maps_text
+        .lines()
+        .map(|l| {
+            if l.ends_with("[stack]") {
+                l.split_once('-').map_or(l, |(_, rest)| rest).to_owned()
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect();
+    let mut signals = Vec::new();
+    for f in ["SigPnd", "ShdPnd", "SigBlk", "SigIgn", "SigCgt"] {
+        signals.push(format!("{f} {}", status_field(pid, f)?));
+    }
+    Ok(Snapshot { fds, maps, signals })
+}
+
+fn diff_lists<T: std::fmt::Debug + PartialEq>(what: &str, before: &[T], after: &[T]) -> String {
+    let mut s = String::new();
+    for x in before.iter().filter(|x| !after.contains(x)) {
+        let _ = writeln!(s, "  {what} gone: {x:?}");
+    }
+    for x in after.iter().filter(|x| !before.contains(x)) {
+        let _ = writeln!(s, "  {what} new:  {x:?}");
+    }
+    s
+}
+
+/// The task at `pid` runs, is not stopped or traced, and looks as it did in `before`.
+fn check_released(pid: i32, before: &Snapshot, after_what: &str) -> Res<()> {
+    for _ in 0..6 {
+        match proc_state(pid) {
+            Some('T' | 't') => return Err(format!("pid {pid} is left stopped after {after_what}")),
+            Some('Z' | 'X') | None => return Err(format!("pid {pid} died after {after_what}")),
+            _ => {}
+        }
+        let tracer = status_field(pid, "TracerPid")?;
+        if tracer != "0" {
+            return Err(format!(
+                "pid {pid} is still traced (TracerPid {tracer}) after {after_what}"
+            ));
+        }
+        sleep(Duration::from_millis(50));
+    }
+    let after = snapshot(pid)?;
+    if &after != before {
+        let mut s = diff_lists("fd", &before.fds, &after.fds);
+        s += &diff_lists("mapping", &before.maps, &after.maps);
+        s += &diff_lists("signal state", &before.signals, &after.signals);
+        return Err(format!("pid {pid} changed after {after_what}:\n{s}"));
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// A scenario task
+
+enum Started {
+    Ready(Scenario),
+    Skipped(String),
+}
+
+struct Scenario {
+    name: &'static str,
+    dir: PathBuf,
+    status: PathBuf,
+    program: PathBuf,
+    /// The original task (our child) while it runs.
+    child: Option<Child>,
+    pid: i32,
+    /// Every PID a task of this case had (original and restored), for cleanup.
+    pids: Vec<i32>,
+    /// Reapers of restores, for cleanup.
+    reapers: Vec<Child>,
+    seen: usize,
+    journal: String,
+}
+
+impl Scenario {
+    /// A fresh case directory `cases/<label>`; start `name` in it and wait for READY.
+    fn start(name: &'static str, label: &str) -> Res<Started> {
+        let bin = built()?;
+        let dir = work_root().join("cases").join(label);
+        if dir.exists() {
+            fs::remove_dir_all(&dir).map_err(|e| format!("remove {}: {e}", dir.display()))?;
+        }
+        let tmp = dir.join("tmp");
+        fs::create_dir_all(&tmp).map_err(|e| format!("create {}: {e}", tmp.display()))?;
+        let status = dir.join("status");
+        File::create(&status).map_err(|e| format!("create status file: {e}"))?;
+        let program = bin.join(name);
+        let out = append(&dir.join("stdout"))?;
+        let err = append(&dir.join("stderr"))?;
+        let child = Command::new(bin.join("spawn"))
+            .arg(&program)
+            .env("CRYO_SCENARIO_TMP", &tmp)
+            .env("CRYO_SCENARIO_STATUS", &status)
+            .current_dir(&tmp)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .map_err(|e| format!("start {}: {e}", program.display()))?;
+        let pid = child.id() as i32;
+        let mut s = Scenario {
+            name,
+            dir,
+            status,
+            program,
+            child: Some(child),
+            pid,
+            pids: vec![pid],
+            reapers: Vec::new(),
+            seen: 0,
+            journal: String::new(),
+        };
+        s.note(format!("started {name} as pid {pid}"));
+        let line = s.next_line(READY_TIMEOUT, pid)?;
+        if line == "READY" {
+            Ok(Started::Ready(s))
+        } else if let Some(reason) = line.strip_prefix("SKIP ") {
+            Ok(Started::Skipped(reason.to_owned()))
+        } else {
+            Err(format!("{name}: expected READY, got {line:?}"))
+        }
+    }
+
+    fn note(&mut self, msg: impl AsRef<str>) {
+        let _ = writeln!(self.journal, "{}", msg.as_ref());
+    }
+
+    /// The next status line that is not INFO; fails soon if `pid` dies without one.
+    fn next_line(&mut self, timeout: Duration, pid: i32) -> Res<String> {
+        let start = Instant::now();
+        let mut dead_since: Option<Instant> = None;
+        loop {
+            let text = read_lossy(&self.status);
+            let lines: Vec<&str> = text.lines().collect();
+            while self.seen < lines.len() {
+                let line = lines[self.seen].to_owned();
+                self.seen += 1;
+                self.note(format!("status: {line}"));
+                if !line.starts_with("INFO") {
+                    return Ok(line);
+                }
+            }
+            let gone = match (&mut self.child, pid == self.pid) {
+                (Some(c), true) => !matches!(c.try_wait(), Ok(None)),
+                _ => !alive(pid),
+            };
+            if gone {
+                let since = *dead_since.get_or_insert_with(Instant::now);
+                if since.elapsed() > Duration::from_millis(500) {
+                    return Err(format!("pid {pid} died without a status line"));
+                }
+            }
+            if start.elapsed() > timeout {
+                return Err(format!("no status line from pid {pid} within {timeout:?}"));
+            }
+            sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGTERM the original task; it must say PASS and exit 0.
+    fn finish_original(&mut self) -> Res<()> {
+        let pid = self.pid;
+        send_signal(pid, "TERM")?;
+        let line = self.next_line(VERDICT_TIMEOUT, pid)?;
+        let child = self.child.as_mut().ok_or("the original task is gone")?;
+        let st = wait_child_timeout(child, VERDICT_TIMEOUT)?
+            .ok_or_else(|| format!("pid {pid} did not exit after {line:?}"))?;
+        self.child = None;
+        if line != "PASS" || st.code() != Some(0) {
+            return Err(format!("{}: {line} ({})", self.name, describe(st)));
+        }
+        Ok(())
+    }
+
+    /// SIGTERM a restored task; it must say PASS and exit 0 (as the reaper of `reaper_out` saw).
+    fn finish_restored(&mut self, pid: i32, reaper_out: &Path) -> Res<()> {
+        send_signal(pid, "TERM")?;
+        let line = self.next_line(VERDICT_TIMEOUT, pid)?;
+        let start = Instant::now();
+        let raw = loop {
+            if let Some((_, _, st)) = reaper_records(reaper_out)
+                .into_iter()
+                .find(|(k, p, _)| k == "exit" && *p == pid)
+            {
+                break st;
+            }
+            if start.elapsed() > VERDICT_TIMEOUT {
+                return Err(format!("restored pid {pid} did not exit after {line:?}"));
+            }
+            sleep(Duration::from_millis(20));
+        };
+        let st = ExitStatus::from_raw(raw);
+        if line != "PASS" || st.code() != Some(0) {
+            return Err(format!("restored {}: {line} ({})", self.name, describe(st)));
+        }
+        Ok(())
+    }
+
+    /// Our task still at `pid`? (not a reused PID)
+    fn ours(&self, pid: i32) -> bool {
+        cmdline_has(pid, &self.program)
+    }
+
+    fn diagnostics(&self) -> String {
+        let mut s = format!("--- journal of {}:\n{}", self.dir.display(), self.journal);
+        let mut files = vec![
+            self.status.clone(),
+            self.dir.join("stdout"),
+            self.dir.join("stderr"),
+        ];
+        let mut more = Vec::new();
+        collect_logs(&self.dir, &mut more);
+        more.sort();
+        files.extend(more);
+        for f in files {
+            if f.exists() {
+                let _ = write!(s, "--- tail of {}:\n{}\n", f.display(), tail(&f, 30));
+            }
+        }
+        s
+    }
+
+    fn cleanup(&mut self) {
+        for pid in self.pids.clone() {
+            if alive(pid) && self.ours(pid) {
+                self.note(format!("cleanup: kill -9 {pid}"));
+                let _ = send_signal(pid, "KILL");
+            }
+        }
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        for r in &mut self.reapers {
+            if wait_child_timeout(r, Duration::from_secs(10))
+                .ok()
+                .flatten()
+                .is_none()
+            {
+                let _ = r.kill();
+                let _ = r.wait();
+            }
+        }
+        self.reapers.clear();
+    }
+}
+
+impl Drop for Scenario {
+    fn drop(&mut self) {
+        self.cleanup();
+    }
+}
+
+/// `*.log`, `*.out`, `*.err` and reaper files under `dir` and its image directories.
+fn collect_logs(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        let n = e.file_name().to_string_lossy().into_owned();
+        if p.is_dir() && n != "tmp" {
+            collect_logs(&p, out);
+        } else if n.ends_with(".log") || n.ends_with(".out") || n.ends_with(".err") {
+            out.push(p);
+        } else if n.starts_with("reaper") {
+            out.push(p);
+        }
+    }
+}
+
+fn append(path: &Path) -> Res<File> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| format!("open {}: {e}", path.display()))
+}
+
+/// Run `body` with the scenario `name` started in case `label`; skips (or fails under strict)
+/// when the scenario cannot run here; panics with diagnostics on failure.
+fn with_scenario(name: &'static str, label: &str, body: impl FnOnce(&mut Scenario) -> Res<()>) {
+    let mut s = match Scenario::start(name, label) {
+        Ok(Started::Ready(s)) => s,
+        Ok(Started::Skipped(reason)) => {
+            skipped(&format!("{label} ({name})"), &reason);
+            return;
+        }
+        Err(e) => panic!("{label}: {e}"),
+    };
+    let result = body(&mut s);
+    s.cleanup();
+    match result {
+        Ok(()) => {
+            let _ = fs::remove_dir_all(&s.dir);
+        }
+        Err(e) => {
+            eprintln!("{}", s.diagnostics());
+            panic!("{label} ({name}): {e}");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running cryo
+
+struct CryoOut {
+    status: ExitStatus,
+    stderr: String,
+}
+
+impl CryoOut {
+    fn show(&self) -> String {
+        format!("{}, stderr:\n{}", describe(self.status), self.stderr)
+    }
+
+    /// A clean failure: exited (not killed), non-zero, not Rust's panic status, no panic text, an
+    /// error message.
+    fn expect_clean_failure(&self, what: &str) -> Res<()> {
+        let code = self.status.code();
+        if code.is_none() || code == Some(0) || code == Some(101) {
+            return Err(format!(
+                "{what}: expected a clean failure, got {}",
+                self.show()
+            ));
+        }
+        if self.stderr.contains("panicked") || self.stderr.contains("RUST_BACKTRACE") {
+            return Err(format!("{what}: cryo panicked: {}", self.show()));
+        }
+        if !self.stderr.to_lowercase().contains("error") {
+            return Err(format!("{what}: no error message: {}", self.show()));
+        }
+        Ok(())
+    }
+
+    /// Every one of `words` is in stderr.
+    fn expect_mentions(&self, what: &str, words: &[&str]) -> Res<()> {
+        for w in words {
+            if !self.stderr.contains(w) {
+                return Err(format!(
+                    "{what}: the error does not mention {w:?}: {}",
+                    self.show()
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Start cryo with `args` in `cwd`, stdout+stderr to `log` (cryo's own error output).
+fn spawn_cryo(args: &[&OsStr], cwd: &Path, env: &[(&str, &str)], log: &Path) -> Res<Child> {
+    let out = append(log)?;
+    let err = out.try_clone().map_err(|e| format!("dup: {e}"))?;
+    let mut cmd = Command::new(cryo_bin());
+    cmd.args(args)
+        .current_dir(cwd)
+        .env_remove("CRYO_FAULT_INJECT")
+        .env_remove("CRYO_FAULT_PAUSE")
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.spawn()
+        .map_err(|e| format!("start {}: {e}", cryo_bin().display()))
+}
+
+fn finish_cryo(mut child: Child, log: &Path, timeout: Duration) -> Res<CryoOut> {
+    let status = match wait_child_timeout(&mut child, timeout)? {
+        Some(st) => st,
+        None => {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!(
+                "cryo did not exit within {timeout:?}; output:\n{}",
+                read_lossy(log)
+            ));
+        }
+    };
+    Ok(CryoOut {
+        status,
+        stderr: read_lossy(log),
+    })
+}
+
+fn run_cryo(args: &[&OsStr], cwd: &Path, env: &[(&str, &str)], log: &Path) -> Res<CryoOut> {
+    let child = spawn_cryo(args, cwd, env, log)?;
+    finish_cryo(child, log, CRYO_TIMEOUT)
+}
+
+/// A new images directory `name` (0700) in the case directory.
+fn images_dir(s: &Scenario, name: &str) -> Res<PathBuf> {
+    let images = s.dir.join(name);
+    fs::create_dir(&images).map_err(|e| format!("create {}: {e}", images.display()))?;
+    fs::set_permissions(&images, fs::Permissions::from_mode(0o700))
+        .map_err(|e| format!("chmod {}: {e}", images.display()))?;
+    Ok(images)
+}
+
+/// The arguments of `cryo dump -t PID -D IMAGES -o dump.log -v4 [extra]`.
+fn dump_args(pid: i32, images: &Path, extra: &[&str]) -> Vec<std::ffi::OsString> {
+    let mut v: Vec<std::ffi::OsString> = vec![
+        "dump".into(),
+        "-t".into(),
+        pid.to_string().into(),
+        "-D".into(),
+        images.into(),
+        "-o".into(),
+        "dump.log".into(),
+        "-v4".into(),
+    ];
+    v.extend(extra.iter().map(Into::into));
+    v
+}
+
+fn os(v: &[std::ffi::OsString]) -> Vec<&OsStr> {
+    v.iter().map(|s| s.as_os_str()).collect()
+}
+
+/// `cryo dump` of the scenario into a new images directory `name`.
+fn dump(
+    s: &mut Scenario,
+    name: &str,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Res<(PathBuf, CryoOut)> {
+    let images = images_dir(s, name)?;
+    let args = dump_args(s.pid, &images, extra);
+    s.note(format!("run cryo {args:?} env {env:?}"));
+    let out = run_cryo(&os(&args), &images, env, &s.dir.join(format!("{name}.out")))?;
+    s.note(format!("cryo dump: {}", describe(out.status)));
+    Ok((images, out))
+}
+
+/// The reaper's lines: (kind, pid, raw wait status), kind "cmd" or "exit".
+fn reaper_records(out: &Path) -> Vec<(String, i32, i32)> {
+    read_lossy(out)
+        .lines()
+        .filter_map(|l| {
+            let mut it = l.split_whitespace();
+            let kind = it.next()?.to_owned();
+            let pid = it.next()?.parse().ok()?;
+            let status = it.next()?.parse().ok()?;
+            Some((kind, pid, status))
+        })
+        .collect()
+}
+
+struct RestoreRun {
+    out: CryoOut,
+    /// The reaper's record file.
+    records: PathBuf,
+    /// The restored PID (from --pidfile), if any.
+    pid: Option<i32>,
+}
+
+/// `cryo restore -d -D IMAGES --pidfile ... -o restore.log -v4` under a reaper.
+fn restore(s: &mut Scenario, images: &Path, label: &str) -> Res<RestoreRun> {
+    let records = s.dir.join(format!("reaper-{label}"));
+    let pidfile = s.dir.join(format!("{label}.pid"));
+    let log = s.dir.join(format!("{label}.out"));
+    let out = append(&log)?;
+    let err = out.try_clone().map_err(|e| format!("dup: {e}"))?;
+    let mut cmd = Command::new(built()?.join("reaper"));
+    cmd.arg(&records)
+        .arg(cryo_bin())
+        .args(["restore", "-D"])
+        .arg(images)
+        .args(["-d", "--pidfile"])
+        .arg(&pidfile)
+        .args(["-o", "restore.log", "-v4"])
+        .current_dir(images)
+        .env_remove("CRYO_FAULT_INJECT")
+        .env_remove("CRYO_FAULT_PAUSE")
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err);
+    s.note(format!("run {cmd:?}"));
+    let reaper = cmd.spawn().map_err(|e| format!("start reaper: {e}"))?;
+    s.reapers.push(reaper);
+    let start = Instant::now();
+    let raw = loop {
+        if let Some((_, _, st)) = reaper_records(&records)
+            .into_iter()
+            .find(|(k, _, _)| k == "cmd")
+        {
+            break st;
+        }
+        let reaper = s.reapers.last_mut().ok_or("no reaper")?;
+        if !matches!(reaper.try_wait(), Ok(None)) && reaper_records(&records).is_empty() {
+            return Err(format!("{label}: the reaper died:\n{}", read_lossy(&log)));
+        }
+        if start.elapsed() > CRYO_TIMEOUT {
+            return Err(format!(
+                "{label}: cryo restore did not exit within {CRYO_TIMEOUT:?}"
+            ));
+        }
+        sleep(Duration::from_millis(20));
+    };
+    let pid = read_lossy(&pidfile).trim().parse().ok();
+    if let Some(pid) = pid {
+        s.pids.push(pid);
+    }
+    let out = CryoOut {
+        status: ExitStatus::from_raw(raw),
+        stderr: read_lossy(&log),
+    };
+    s.note(format!("{label}: {} pid {pid:?}", describe(out.status)));
+    Ok(RestoreRun { out, records, pid })
+}
+
+/// After a failed restore: the reaper has no task left (cryo killed what it created) and no
+/// task of ours runs at `pid`.
+fn check_nothing_left(s: &mut Scenario, run: &RestoreRun, pid: i32, what: &str) -> Res<()> {
+    let reaper = s.reapers.last_mut().ok_or("no reaper")?;
+    if wait_child_timeout(reaper, Duration::from_secs(5))?.is_none() {
+        let left = if alive(pid) && s.ours(pid) {
+            format!("pid {pid} runs our program")
+        } else {
+            "a task of unknown pid".to_owned()
+        };
+        return Err(format!(
+            "{what}: a task is left behind after the failed restore ({left})"
+        ));
+    }
+    let extra: Vec<_> = reaper_records(&run.records)
+        .into_iter()
+        .filter(|(k, _, _)| k != "cmd")
+        .collect();
+    if !extra.is_empty() {
+        return Err(format!(
+            "{what}: the failed restore left tasks that the reaper had to reap: {extra:?}"
+        ));
+    }
+    if Path::new(&format!("/proc/{pid}")).exists() && s.ours(pid) {
+        return Err(format!(
+            "{what}: pid {pid} runs our program after the failed restore"
+        ));
+    }
+    if let Some(p) = run.pid {
+        return Err(format!(
+            "{what}: the failed restore wrote pid {p} to its pid file"
+        ));
+    }
+    Ok(())
+}
+
+/// Every file of `images` is mode 0600.
+fn check_modes(images: &Path) -> Res<()> {
+    let mut bad = Vec::new();
+    let mut n = 0;
+    for e in fs::read_dir(images).map_err(|e| format!("read {}: {e}", images.display()))? {
+        let e = e.map_err(|e| format!("read {}: {e}", images.display()))?;
+        let meta = fs::symlink_metadata(e.path()).map_err(|e| format!("stat: {e}"))?;
+        if !meta.is_file() {
+            continue;
+        }
+        n += 1;
+        let mode = meta.permissions().mode() & 0o7777;
+        if mode != 0o600 {
+            bad.push(format!("{} {mode:04o}", e.file_name().to_string_lossy()));
+        }
+    }
+    if n == 0 {
+        return Err(format!("no files in {}", images.display()));
+    }
+    if !bad.is_empty() {
+        return Err(format!("images not 0600: {}", bad.join(", ")));
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. A failed dump leaves the task as it was
+
+/// Whether this build can inject faults; if not, the test is skipped (a failure under strict).
+fn fault_injection_built(what: &str) -> bool {
+    if cfg!(feature = "fault-injection") {
+        return true;
+    }
+    skipped(
+        what,
+        "built without the fault-injection feature (cargo test -p cryo --features fault-injection)",
+    );
+    false
+}
+
+/// The scenarios a failed dump at `phase` is tried on.
+fn fault_scenarios(phase: &str) -> Vec<&'static str> {
+    let mut v = vec!["signals", "avx_register", "timers", "counter"];
+    if matches!(phase, "memory" | "images") {
+        // A big memory dump is written before these phases fail.
+        v.push("heap_hash");
+    }
+    v
+}
+
+fn fault_case(phase: &'static str) {
+    let _serial = serial();
+    if !fault_injection_built(&format!("fault at {phase}")) {
+        return;
+    }
+    for name in fault_scenarios(phase) {
+        with_scenario(name, &format!("fault-{phase}-{name}"), |s| {
+            let pid = s.pid;
+            let before = snapshot(pid)?;
+            let (_, out) = dump(s, "img", &[], &[("CRYO_FAULT_INJECT", phase)])?;
+            out.expect_clean_failure(&format!("dump with a fault at {phase}"))?;
+            out.expect_mentions("failed dump", &[&format!("at {phase}"), &pid.to_string()])?;
+            check_released(pid, &before, &format!("a dump failed at {phase}"))?;
+            s.finish_original()
+        });
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. SIGINT/SIGTERM to cryo during a dump
+
+fn interrupt_case(phase: &'static str, sig: &'static str) {
+    let _serial = serial();
+    if !fault_injection_built(&format!("SIG{sig} at {phase}")) {
+        return;
+    }
+    for name in ["signals", "avx_register"] {
+        with_scenario(
+            name,
+            &format!("sig{}-{phase}-{name}", sig.to_lowercase()),
+            |s| {
+                let pid = s.pid;
+                let before = snapshot(pid)?;
+                let images = images_dir(s, "img")?;
+                let args = dump_args(pid, &images, &[]);
+                let log = s.dir.join("img.out");
+                s.note(format!("run cryo {args:?} with CRYO_FAULT_PAUSE={phase}"));
+                let child = spawn_cryo(&os(&args), &images, &[("CRYO_FAULT_PAUSE", phase)], &log)?;
+                let cryo_pid = child.id() as i32;
+                // Wait until cryo says it pauses at the phase.
+                let dump_log = images.join("dump.log");
+                let want = format!("pausing at {phase}");
+                let start = Instant::now();
+                let mut child = Some(child);
+                while !read_lossy(&dump_log).contains(&want) {
+                    let c = child.as_mut().ok_or("no cryo")?;
+                    if !matches!(c.try_wait(), Ok(None)) {
+                        let c = child.take().ok_or("no cryo")?;
+                        let out = finish_cryo(c, &log, CRYO_TIMEOUT)?;
+                        return Err(format!(
+                            "cryo ended before pausing at {phase}: {}",
+                            out.show()
+                        ));
+                    }
+                    if start.elapsed() > CRYO_TIMEOUT {
+                        let c = child.take().ok_or("no cryo")?;
+                        let _ = finish_cryo(c, &log, Duration::ZERO);
+                        return Err(format!("cryo never said {want:?}"));
+                    }
+                    sleep(Duration::from_millis(10));
+                }
+                s.note(format!("cryo pid {cryo_pid} paused at {phase}: SIG{sig}"));
+                send_signal(cryo_pid, sig)?;
+                let sent = Instant::now();
+                let out = finish_cryo(child.take().ok_or("no cryo")?, &log, INTERRUPT_EXIT)?;
+                let took = sent.elapsed();
+                s.note(format!(
+                    "cryo exited {took:?} after SIG{sig}: {}",
+                    describe(out.status)
+                ));
+                if out.status.signal().is_some() {
+                    return Err(format!(
+                        "cryo died of the signal instead of releasing the task: {}",
+                        out.show()
+                    ));
+                }
+                out.expect_clean_failure(&format!("dump interrupted by SIG{sig} at {phase}"))?;
+                if !out.stderr.to_lowercase().contains("interrupted") {
+                    return Err(format!(
+                        "the error does not say interrupted: {}",
+                        out.show()
+                    ));
+                }
+                check_released(pid, &before, &format!("SIG{sig} to cryo at {phase}"))?;
+                s.finish_original()
+            },
+        );
+    }
+}
+
+macro_rules! phase_tests {
+    ($($phase:ident),*) => {
+        /// The phases that have tests here, in order.
+        const TESTED_PHASES: &[&str] = &[$(stringify!($phase)),*];
+
+        /// `CRYO_FAULT_INJECT=<phase>`: the dump fails, the task runs on untouched.
+        mod fault_at {
+            $(
+                #[test]
+                fn $phase() {
+                    super::fault_case(stringify!($phase));
+                }
+            )*
+        }
+
+        /// SIGINT to cryo while the dump pauses at the phase.
+        mod sigint_at {
+            $(
+                #[test]
+                fn $phase() {
+                    super::interrupt_case(stringify!($phase), "INT");
+                }
+            )*
+        }
+
+        /// SIGTERM to cryo while the dump pauses at the phase.
+        mod sigterm_at {
+            $(
+                #[test]
+                fn $phase() {
+                    super::interrupt_case(stringify!($phase), "TERM");
+                }
+            )*
+        }
+    };
+}
+
+phase_tests!(seized, injector, remote, files, memory, images);
+
+#[test]
+fn every_dump_phase_is_tested() {
+    assert_eq!(
+        TESTED_PHASES,
+        cryo_engine::dump::PHASES.as_slice(),
+        "the dump phases changed: update phase_tests! in tests/failure.rs"
+    );
+}
+
+/// A successful `dump -R` leaves no trace either, and writes its images 0600.
+#[test]
+fn leave_running_dump_leaves_the_task_as_it_was() {
+    let _serial = serial();
+    for name in ["signals", "avx_register", "timers", "counter"] {
+        with_scenario(name, &format!("leave-running-{name}"), |s| {
+            let pid = s.pid;
+            let before = snapshot(pid)?;
+            let (images, out) = dump(s, "img", &["-R"], &[])?;
+            if !out.status.success() {
+                return Err(format!("dump -R failed: {}", out.show()));
+            }
+            check_modes(&images)?;
+            check_released(pid, &before, "dump -R")?;
+            s.finish_original()
+        });
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. Bad input: a clear error, never a panic
+
+/// A directory for cases without a scenario.
+fn plain_dir(label: &str) -> PathBuf {
+    let dir = work_root().join("cases").join(label);
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
+    dir
+}
+
+fn run_bad(label: &str, args: &[&OsStr], cwd: &Path) -> CryoOut {
+    let log = cwd.join(format!("{label}.out"));
+    run_cryo(args, cwd, &[], &log).unwrap_or_else(|e| panic!("{label}: {e}"))
+}
+
+#[test]
+fn dump_of_a_pid_that_does_not_exist() {
+    let _serial = serial();
+    let dir = plain_dir("bad-dump-no-such-pid");
+    let pid = unused_pid().to_string();
+    let images = dir.join("img");
+    fs::create_dir_all(&images).expect("create images dir");
+    let out = run_bad(
+        "dump",
+        &[
+            "dump".as_ref(),
+            "-t".as_ref(),
+            pid.as_ref(),
+            "-D".as_ref(),
+            images.as_os_str(),
+        ],
+        &dir,
+    );
+    out.expect_clean_failure("dump of a missing pid")
+        .and_then(|()| out.expect_mentions("dump of a missing pid", &[&pid]))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let _ = fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn dump_without_a_pid() {
+    let _serial = serial();
+    let dir = plain_dir("bad-dump-no-tree");
+    let out = run_bad(
+        "dump",
+        &["dump".as_ref(), "-D".as_ref(), dir.as_os_str()],
+        &dir,
+    );
+    out.expect_clean_failure("dump without -t")
+        .and_then(|()| out.expect_mentions("dump without -t", &["--tree"]))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let _ = fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn unknown_option() {
+    let _serial = serial();
+    let dir = plain_dir("bad-unknown-option");
+    for cmd in ["dump", "restore"] {
+        let out = run_bad(
+            cmd,
+            &[
+                cmd.as_ref(),
+                "--no-such-option".as_ref(),
+                "-D".as_ref(),
+                dir.as_os_str(),
+            ],
+            &dir,
+        );
+        out.expect_clean_failure(&format!("{cmd} --no-such-option"))
+            .and_then(|()| out.expect_mentions(cmd, &["--no-such-option"]))
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let _ = fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn restore_from_an_empty_directory() {
+    let _serial = serial();
+    let dir = plain_dir("bad-restore-empty-dir");
+    let images = dir.join("img");
+    fs::create_dir_all(&images).expect("create images dir");
+    let out = run_bad(
+        "restore",
+        &[
+            "restore".as_ref(),
+            "-d".as_ref(),
+            "-D".as_ref(),
+            images.as_os_str(),
+        ],
+        &dir,
+    );
+    out.expect_clean_failure("restore from an empty directory")
+        .and_then(|()| out.expect_mentions("restore from an empty directory", &["inventory.img"]))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let _ = fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn restore_from_a_missing_directory() {
+    let _serial = serial();
+    let dir = plain_dir("bad-restore-missing-dir");
+    let images = dir.join("no-such-dir");
+    let out = run_bad(
+        "restore",
+        &[
+            "restore".as_ref(),
+            "-d".as_ref(),
+            "-D".as_ref(),
+            images.as_os_str(),
+        ],
+        &dir,
+    );
+    let shown = images.display().to_string();
+    out.expect_clean_failure("restore from a missing directory")
+        .and_then(|()| out.expect_mentions("restore from a missing directory", &[&shown]))
+        .unwrap_or_else(|e| panic!("{e}"));
+    // The same with a log file, which would live in the missing directory.
+    let out = run_bad(
+        "restore-log",
+        &[
+            "restore".as_ref(),
+            "-d".as_ref(),
+            "-D".as_ref(),
+            images.as_os_str(),
+            "-o".as_ref(),
+            "restore.log".as_ref(),
+        ],
+        &dir,
+    );
+    out.expect_clean_failure("restore -o from a missing directory")
+        .and_then(|()| out.expect_mentions("restore -o from a missing directory", &[&shown]))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let _ = fs::remove_dir_all(&dir);
+}
+
+/// Overwrite `bytes` at `offset` of `path`.
+fn patch(path: &Path, offset: u64, bytes: &[u8]) -> Res<()> {
+    let mut f = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(|e| format!("open {}: {e}", path.display()))?;
+    f.seek(SeekFrom::Start(offset))
+        .and_then(|_| f.write_all(bytes))
+        .map_err(|e| format!("write {}: {e}", path.display()))
+}
+
+fn truncate(path: &Path, len: u64) -> Res<()> {
+    OpenOptions::new()
+        .write(true)
+        .open(path)
+        .and_then(|f| f.set_len(len))
+        .map_err(|e| format!("truncate {}: {e}", path.display()))
+}
+
+fn file_len(path: &Path) -> Res<u64> {
+    fs::metadata(path)
+        .map(|m| m.len())
+        .map_err(|e| format!("stat {}: {e}", path.display()))
+}
+
+fn copy_dir(from: &Path, to: &Path) -> Res<()> {
+    fs::create_dir_all(to).map_err(|e| format!("create {}: {e}", to.display()))?;
+    for e in fs::read_dir(from).map_err(|e| format!("read {}: {e}", from.display()))? {
+        let e = e.map_err(|e| format!("read {}: {e}", from.display()))?;
+        let name = e.file_name();
+        if name.to_string_lossy().ends_with(".log") || !e.path().is_file() {
+            continue;
+        }
+        fs::copy(e.path(), to.join(&name))
+            .map_err(|err| format!("copy {}: {err}", e.path().display()))?;
+    }
+    Ok(())
+}
+
+/// One way to damage a copy of good images: (label, damage, words the error must contain).
+type Damage = (
+    &'static str,
+    fn(&Path, i32) -> Res<()>,
+    fn(i32) -> Vec<String>,
+);
+
+fn damages() -> Vec<Damage> {
+    vec![
+        (
+            "truncated-core",
+            |d, pid| {
+                // Keep the two magics, the length field and 10 bytes of the entry.
+                truncate(&d.join(format!("core-{pid}.img")), 8 + 4 + 10)
+            },
+            |pid| {
+                vec![
+                    format!("core-{pid}.img"),
+                    "offset 8".into(),
+                    "truncated".into(),
+                ]
+            },
+        ),
+        (
+            "empty-core",
+            |d, pid| truncate(&d.join(format!("core-{pid}.img")), 0),
+            |pid| vec![format!("core-{pid}.img"), "offset 0".into()],
+        ),
+        (
+            "garbage-core",
+            |d, pid| {
+                let p = d.join(format!("core-{pid}.img"));
+                let len = file_len(&p)?;
+                // The entry's bytes (after magics and length) become 0xff: no valid protobuf.
+                patch(&p, 12, &vec![0xff; (len - 12) as usize])
+            },
+            |pid| vec![format!("core-{pid}.img"), "offset 8".into()],
+        ),
+        (
+            "huge-entry-length",
+            |d, pid| {
+                patch(
+                    &d.join(format!("core-{pid}.img")),
+                    8,
+                    &[0xf0, 0xff, 0xff, 0x7f],
+                )
+            },
+            |pid| vec![format!("core-{pid}.img"), "offset 8".into()],
+        ),
+        (
+            "inventory-magic",
+            |d, _| patch(&d.join("inventory.img"), 0, b"JUNK"),
+            |_| vec!["inventory.img".into(), "magic".into(), "offset 0".into()],
+        ),
+        (
+            "core-magic",
+            |d, pid| patch(&d.join(format!("core-{pid}.img")), 4, b"JUNK"),
+            |pid| vec![format!("core-{pid}.img"), "magic".into(), "offset 4".into()],
+        ),
+        (
+            "truncated-pages",
+            |d, _| {
+                let p = d.join("pages-1.img");
+                let len = file_len(&p)?;
+                truncate(&p, (len / 2) & !4095)
+            },
+            |_| vec!["pages-1.img".into(), "offset".into()],
+        ),
+        (
+            "missing-mm",
+            |d, pid| {
+                let p = d.join(format!("mm-{pid}.img"));
+                fs::remove_file(&p).map_err(|e| format!("remove {}: {e}", p.display()))
+            },
+            |pid| vec![format!("mm-{pid}.img")],
+        ),
+        (
+            "missing-pages",
+            |d, _| {
+                let p = d.join("pages-1.img");
+                fs::remove_file(&p).map_err(|e| format!("remove {}: {e}", p.display()))
+            },
+            |_| vec!["pages-1.img".into()],
+        ),
+    ]
+}
+
+/// Damaged copies of good images: each restore fails cleanly, names the image and leaves no
+/// task; the undamaged images still restore and PASS.
+#[test]
+fn restore_from_damaged_images() {
+    let _serial = serial();
+    with_scenario("counter", "bad-images", |s| {
+        let pid = s.pid;
+        let (good, out) = dump(s, "good", &[], &[])?;
+        if !out.status.success() {
+            return Err(format!("dump failed: {}", out.show()));
+        }
+        check_modes(&good)?;
+        let child = s.child.as_mut().ok_or("no original")?;
+        wait_child_timeout(child, Duration::from_secs(30))?
+            .ok_or_else(|| format!("pid {pid} still runs after dump"))?;
+        s.child = None;
+        for need in [
+            format!("core-{pid}.img"),
+            format!("mm-{pid}.img"),
+            "pages-1.img".into(),
+        ] {
+            if !good.join(&need).exists() {
+                return Err(format!("the dump wrote no {need}"));
+            }
+        }
+        let mut problems = Vec::new();
+        for (label, damage, words) in damages() {
+            let copy = s.dir.join(label);
+            copy_dir(&good, &copy)?;
+            damage(&copy, pid)?;
+            let run = restore(s, &copy, label)?;
+            let words = words(pid);
+            let words: Vec<&str> = words.iter().map(String::as_str).collect();
+            let said = run
+                .out
+                .expect_clean_failure(label)
+                .and_then(|()| run.out.expect_mentions(label, &words));
+            let left = check_nothing_left(s, &run, pid, label);
+            for e in [said, left].into_iter().filter_map(Result::err) {
+                s.note(format!("{label}: {e}"));
+                problems.push(e);
+                // Leave nothing running for the next damage.
+                if alive(pid) && s.ours(pid) {
+                    let _ = send_signal(pid, "KILL");
+                    sleep(Duration::from_millis(200));
+                }
+            }
+        }
+        // The undamaged images are good: the failures above came from the damage.
+        let pristine = s.dir.join("pristine");
+        copy_dir(&good, &pristine)?;
+        let run = restore(s, &pristine, "pristine")?;
+        if !run.out.status.success() {
+            problems.push(format!(
+                "restore of the undamaged images failed: {}",
+                run.out.show()
+            ));
+        } else if run.pid != Some(pid) {
+            problems.push(format!("restored pid {:?}, expected {pid}", run.pid));
+        } else if let Err(e) = s.finish_restored(pid, &run.records) {
+            problems.push(e);
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("\n"))
+        }
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5. A restore refuses a pid in use
+
+#[test]
+fn restore_refuses_a_pid_in_use() {
+    let _serial = serial();
+    with_scenario("signals", "pid-in-use", |s| {
+        let pid = s.pid;
+        let before = snapshot(pid)?;
+        let (images, out) = dump(s, "img", &["-R"], &[])?;
+        if !out.status.success() {
+            return Err(format!("dump -R failed: {}", out.show()));
+        }
+        check_released(pid, &before, "dump -R")?;
+        let run = restore(s, &images, "restore")?;
+        run.out.expect_clean_failure("restore onto a running pid")?;
+        run.out
+            .expect_mentions("restore onto a running pid", &["in use", &pid.to_string()])?;
+        if run.pid.is_some() {
+            return Err(format!(
+                "the failed restore wrote a pid file: {:?}",
+                run.pid
+            ));
+        }
+        let reaper = s.reapers.last_mut().ok_or("no reaper")?;
+        if wait_child_timeout(reaper, Duration::from_secs(5))?.is_none() {
+            return Err("the failed restore left a task behind".into());
+        }
+        check_released(pid, &before, "a refused restore")?;
+        s.finish_original()
+    });
+}
