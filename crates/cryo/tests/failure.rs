@@ -516,9 +516,8 @@ fn collect_logs(dir: &Path, out: &mut Vec<PathBuf>) {
         let n = e.file_name().to_string_lossy().into_owned();
         if p.is_dir() && n != "tmp" {
             collect_logs(&p, out);
-        } else if n.ends_with(".log") || n.ends_with(".out") || n.ends_with(".err") {
-            out.push(p);
-        } else if n.starts_with("reaper") {
+        } else if [".log", ".out", ".err"].iter().any(|x| n.ends_with(x)) || n.starts_with("reaper")
+        {
             out.push(p);
         }
     }
@@ -832,6 +831,9 @@ fn check_modes(images: &Path) -> Res<()> {
 /// Whether this build can inject faults; if not, the test is skipped (a failure under strict).
 fn fault_injection_built(what: &str) -> bool {
     if cfg!(feature = "fault-injection") {
+        if let Err(e) = probe_fault_injection() {
+            panic!("{what}: {e}");
+        }
         return true;
     }
     skipped(
@@ -839,6 +841,49 @@ fn fault_injection_built(what: &str) -> bool {
         "built without the fault-injection feature (cargo test -p cryo --features fault-injection)",
     );
     false
+}
+
+/// The `cryo` binary does fail a dump on `CRYO_FAULT_INJECT` (it is shared by every build of the
+/// target directory: a `cargo build` without the feature replaces it). Tried on a `sleep`
+/// dumped with `-R`, so a binary without fault points leaves it running.
+fn probe_fault_injection() -> Res<()> {
+    let bin = built()?;
+    let dir = work_root().join("cases").join("probe");
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+    let mut sleeper = Command::new(bin.join("spawn"))
+        .args(["sleep", "600"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("start sleep: {e}"))?;
+    // Wait for the exec.
+    let pid = sleeper.id() as i32;
+    let start = Instant::now();
+    while !cmdline_has(pid, Path::new("sleep")) && start.elapsed() < Duration::from_secs(10) {
+        sleep(Duration::from_millis(10));
+    }
+    let args = dump_args(pid, &dir, &["-R"]);
+    let out = run_cryo(
+        &os(&args),
+        &dir,
+        &[("CRYO_FAULT_INJECT", "seized")],
+        &dir.join("probe.out"),
+    );
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+    let out = out?;
+    if out.status.success() || !out.stderr.contains("fault injected") {
+        return Err(format!(
+            "{} ignores CRYO_FAULT_INJECT (built without the fault-injection feature, or \
+             replaced by another cargo build of the same target directory): {}",
+            cryo_bin().display(),
+            out.show()
+        ));
+    }
+    let _ = fs::remove_dir_all(&dir);
+    Ok(())
 }
 
 /// The scenarios a failed dump at `phase` is tried on.
@@ -1370,6 +1415,51 @@ fn restore_refuses_a_pid_in_use() {
             return Err("the failed restore left a task behind".into());
         }
         check_released(pid, &before, "a refused restore")?;
+        s.finish_original()
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// The checks themselves
+
+/// `check_released` does notice a stopped task (so a pass above means something).
+#[test]
+fn check_released_notices_a_stopped_task() {
+    let _serial = serial();
+    with_scenario("counter", "selftest-stopped", |s| {
+        let pid = s.pid;
+        let before = snapshot(pid)?;
+        check_released(pid, &before, "nothing")?;
+        send_signal(pid, "STOP")?;
+        sleep(Duration::from_millis(100));
+        let res = check_released(pid, &before, "SIGSTOP");
+        send_signal(pid, "CONT")?;
+        match res {
+            Err(e) if e.contains("stopped") => s.finish_original(),
+            other => Err(format!("a stopped task was not noticed: {other:?}")),
+        }
+    });
+}
+
+/// A dump with `-s` (leave stopped) is noticed too: the task is stopped and its state differs
+/// from a task cryo never touched only by being stopped; after SIGCONT it passes.
+#[test]
+fn check_released_notices_a_dump_that_leaves_the_task_stopped() {
+    let _serial = serial();
+    with_scenario("signals", "selftest-leave-stopped", |s| {
+        let pid = s.pid;
+        let before = snapshot(pid)?;
+        let (_, out) = dump(s, "img", &["-s"], &[])?;
+        if !out.status.success() {
+            return Err(format!("dump -s failed: {}", out.show()));
+        }
+        let res = check_released(pid, &before, "dump -s");
+        send_signal(pid, "CONT")?;
+        match res {
+            Err(e) if e.contains("stopped") => {}
+            other => return Err(format!("dump -s was not noticed: {other:?}")),
+        }
+        check_released(pid, &before, "dump -s and SIGCONT")?;
         s.finish_original()
     });
 }

@@ -74,6 +74,14 @@ struct Spec {
     args: &'static [&'static str],
 }
 
+impl Spec {
+    /// Runs on a terminal of its own (stdin and controlling tty), dumped and restored as a
+    /// shell job.
+    fn needs_tty(&self) -> bool {
+        self.args.contains(&"read_tty")
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Mode {
     Plain,
@@ -358,6 +366,9 @@ impl Case {
     fn start(&mut self) -> Res<i32> {
         File::create(&self.status).map_err(|e| format!("create status file: {e}"))?;
         let mut cmd = Command::new(built()?.join("spawn"));
+        if self.spec.needs_tty() {
+            cmd.arg("--pty");
+        }
         if self.spec.source.ends_with(".py") {
             cmd.arg(python());
         }
@@ -569,6 +580,9 @@ impl Case {
         if leave_running {
             cmd.arg("-R");
         }
+        if self.spec.needs_tty() {
+            cmd.arg("--shell-job");
+        }
         let what = format!("dump-{}", self.dumps);
         self.run_cryo(&what, cmd, &images)?;
         Ok(images)
@@ -589,6 +603,7 @@ impl Case {
             .args(["-d", "--pidfile"])
             .arg(&pidfile)
             .args(["-o", "restore.log", "-v4"])
+            .args(if self.spec.needs_tty() { &["--shell-job"][..] } else { &[] })
             .current_dir(images)
             .stdin(Stdio::null())
             .stdout(log)
