@@ -10,8 +10,8 @@
 //! untouched.
 
 use crate::error::{Error, Result, TaskCtx};
-use cryo_sys::ptrace::{self, Regs, WaitStatus};
 use crate::remote::Injector;
+use cryo_sys::ptrace::{self, Regs, WaitStatus};
 use cryo_sys::remote::{self, RemoteTask};
 use cryo_sys::{mem, procfs, Pid, RemoteAddr, PAGE_SIZE};
 use std::time::{Duration, Instant};
@@ -20,7 +20,7 @@ use tracing::debug;
 /// `PTRACE_EVENT_STOP`.
 const PTRACE_EVENT_STOP: i32 = 128;
 /// Size of the scratch area mapped in a dumped task.
-const SCRATCH_LEN: u64 = 4 * PAGE_SIZE;
+const SCRATCH_LEN: u64 = 20 * PAGE_SIZE;
 
 const ERESTARTSYS: i64 = -512;
 const ERESTARTNOINTR: i64 = -513;
@@ -72,6 +72,8 @@ pub struct Seized {
     pub xstate: Vec<u8>,
     /// The blocked-signal mask as found.
     pub sigmask: u64,
+    /// The VMAs as found, before cryo mapped its scratch area in the task.
+    pub maps: Vec<procfs::MapsEntry>,
     injector: Option<Injector>,
     released: bool,
 }
@@ -80,7 +82,15 @@ impl Seized {
     /// Seize `pid` and wait (up to `timeout`) until it stops.
     pub fn seize(pid: Pid, timeout: Duration) -> Result<Seized> {
         ptrace::seize(pid, libc::PTRACE_O_TRACESYSGOOD as u32).task_ctx("seize", pid)?;
-        let mut s = Seized { pid, regs: zero_regs(), xstate: Vec::new(), sigmask: 0, injector: None, released: true };
+        let mut s = Seized {
+            pid,
+            regs: zero_regs(),
+            xstate: Vec::new(),
+            sigmask: 0,
+            maps: Vec::new(),
+            injector: None,
+            released: true,
+        };
         if let Err(e) = s.wait_stopped(timeout) {
             let _ = ptrace::detach(pid, 0);
             return Err(e);
@@ -99,6 +109,7 @@ impl Seized {
         ptrace::set_regs(pid, &s.regs).task_ctx("normalise registers", pid)?;
         s.xstate = ptrace::get_xstate(pid).task_ctx("read xstate", pid)?;
         s.sigmask = ptrace::get_sigmask(pid).task_ctx("read signal mask", pid)?;
+        s.maps = procfs::read_smaps(pid)?;
         debug!(pid = pid.0, rip = format!("{:#x}", s.regs.rip), "seized");
         Ok(s)
     }
@@ -108,7 +119,8 @@ impl Seized {
         ptrace::interrupt(pid).task_ctx("interrupt", pid)?;
         let deadline = Instant::now() + timeout;
         loop {
-            let st = ptrace::wait_flags(pid, libc::__WALL | libc::WNOHANG).task_ctx("wait for stop", pid)?;
+            let st = ptrace::wait_flags(pid, libc::__WALL | libc::WNOHANG)
+                .task_ctx("wait for stop", pid)?;
             match st {
                 None => {
                     if Instant::now() > deadline {
@@ -120,7 +132,10 @@ impl Seized {
                     }
                     std::thread::sleep(Duration::from_micros(200));
                 }
-                Some(WaitStatus::Stopped { event: PTRACE_EVENT_STOP, .. }) => return Ok(()),
+                Some(WaitStatus::Stopped {
+                    event: PTRACE_EVENT_STOP,
+                    ..
+                }) => return Ok(()),
                 Some(WaitStatus::Stopped { sig, event: 0 }) => {
                     // A signal was being delivered: let it go through; the interrupt stays
                     // pending and stops the task right after.
@@ -151,20 +166,23 @@ impl Seized {
             let inj = self.make_injector()?;
             self.injector = Some(inj);
         }
-        self.injector.as_ref().ok_or_else(|| Error::Unsupported("remote syscalls".into()))
+        self.injector
+            .as_ref()
+            .ok_or_else(|| Error::Unsupported("remote syscalls".into()))
     }
 
     fn make_injector(&mut self) -> Result<Injector> {
         let pid = self.pid;
-        let maps = procfs::read_smaps(pid)?;
-        let vdso = maps
+        let vdso = self
+            .maps
             .iter()
             .find(|m| m.path == "[vdso]")
             .ok_or_else(|| Error::Unsupported(format!("a task without a vDSO (pid {pid})")))?;
         let mut code = vec![0u8; vdso.len() as usize];
         mem::read_exact(pid, RemoteAddr(vdso.start), &mut code).task_ctx("read the vDSO", pid)?;
-        let ip = remote::find_syscall_insn(&code, RemoteAddr(vdso.start))
-            .ok_or_else(|| Error::Unsupported(format!("a vDSO without a syscall instruction (pid {pid})")))?;
+        let ip = remote::find_syscall_insn(&code, RemoteAddr(vdso.start)).ok_or_else(|| {
+            Error::Unsupported(format!("a vDSO without a syscall instruction (pid {pid})"))
+        })?;
         // Block every signal while syscalls are injected; the original mask comes back on
         // release.
         ptrace::set_sigmask(pid, u64::MAX).task_ctx("block signals", pid)?;
@@ -172,7 +190,14 @@ impl Seized {
         let addr = task
             .syscall(
                 libc::SYS_mmap,
-                &[0, SCRATCH_LEN, (libc::PROT_READ | libc::PROT_WRITE) as u64, (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64, u64::MAX, 0],
+                &[
+                    0,
+                    SCRATCH_LEN,
+                    (libc::PROT_READ | libc::PROT_WRITE) as u64,
+                    (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64,
+                    u64::MAX,
+                    0,
+                ],
             )
             .task_ctx("map scratch memory", pid);
         let addr = match addr {
@@ -221,7 +246,11 @@ impl Seized {
         let pid = self.pid;
         let mut first_err = None;
         if let Some(inj) = self.injector.take() {
-            if let Err(e) = inj.syscall("unmap scratch memory", libc::SYS_munmap, &[inj.scratch().0, SCRATCH_LEN]) {
+            if let Err(e) = inj.syscall(
+                "unmap scratch memory",
+                libc::SYS_munmap,
+                &[inj.scratch().0, SCRATCH_LEN],
+            ) {
                 first_err.get_or_insert(e);
             }
             if let Err(e) = inj.task().restore_regs().task_ctx("restore registers", pid) {
@@ -231,7 +260,8 @@ impl Seized {
         if let Err(e) = ptrace::set_regs(pid, &self.regs).task_ctx("restore registers", pid) {
             first_err.get_or_insert(e);
         }
-        if let Err(e) = ptrace::set_sigmask(pid, self.sigmask).task_ctx("restore signal mask", pid) {
+        if let Err(e) = ptrace::set_sigmask(pid, self.sigmask).task_ctx("restore signal mask", pid)
+        {
             first_err.get_or_insert(e);
         }
         match first_err {
@@ -254,12 +284,70 @@ impl Drop for Seized {
     }
 }
 
+/// cryo's main thread pinned to one CPU while it drives a task: a remote syscall costs a few
+/// microseconds when cryo and the task share a CPU, and hundreds when a wakeup has to cross to
+/// another one. Dropping it gives cryo its old CPU set back.
+#[derive(Debug)]
+pub struct CpuPin {
+    saved: Vec<usize>,
+}
+
+impl CpuPin {
+    /// Pin the calling thread to `cpu` (best effort: a failure leaves it unpinned).
+    pub fn to(cpu: Option<usize>) -> CpuPin {
+        let saved = cryo_sys::task::get_affinity(Pid(0)).unwrap_or_default();
+        if let Some(c) = cpu {
+            if saved.contains(&c) {
+                let _ = cryo_sys::task::set_affinity(Pid(0), &[c]);
+            }
+        }
+        CpuPin { saved }
+    }
+
+    /// The CPUs cryo could use before pinning.
+    pub fn saved(&self) -> &[usize] {
+        &self.saved
+    }
+}
+
+impl Drop for CpuPin {
+    fn drop(&mut self) {
+        if !self.saved.is_empty() {
+            let _ = cryo_sys::task::set_affinity(Pid(0), &self.saved);
+        }
+    }
+}
+
 fn zero_regs() -> Regs {
     // user_regs_struct has no public constructor; build it from its Default-like zero value.
     Regs {
-        r15: 0, r14: 0, r13: 0, r12: 0, rbp: 0, rbx: 0, r11: 0, r10: 0, r9: 0, r8: 0, rax: 0, rcx: 0, rdx: 0,
-        rsi: 0, rdi: 0, orig_rax: 0, rip: 0, cs: 0, eflags: 0, rsp: 0, ss: 0, fs_base: 0, gs_base: 0, ds: 0,
-        es: 0, fs: 0, gs: 0,
+        r15: 0,
+        r14: 0,
+        r13: 0,
+        r12: 0,
+        rbp: 0,
+        rbx: 0,
+        r11: 0,
+        r10: 0,
+        r9: 0,
+        r8: 0,
+        rax: 0,
+        rcx: 0,
+        rdx: 0,
+        rsi: 0,
+        rdi: 0,
+        orig_rax: 0,
+        rip: 0,
+        cs: 0,
+        eflags: 0,
+        rsp: 0,
+        ss: 0,
+        fs_base: 0,
+        gs_base: 0,
+        ds: 0,
+        es: 0,
+        fs: 0,
+        gs: 0,
     }
 }
 

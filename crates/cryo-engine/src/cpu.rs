@@ -18,19 +18,29 @@ use cryo_sys::ptrace::Regs;
 const XSTATE_BV_OFF: usize = 512;
 
 fn u32s(b: &[u8]) -> Vec<u32> {
-    b.chunks_exact(4).map(|c| u32::from_ne_bytes([c[0], c[1], c[2], c[3]])).collect()
+    b.chunks_exact(4)
+        .map(|c| u32::from_ne_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
 }
 fn u64s(b: &[u8]) -> Vec<u64> {
-    b.chunks_exact(8).map(|c| u64::from_ne_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])).collect()
+    b.chunks_exact(8)
+        .map(|c| u64::from_ne_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+        .collect()
 }
 fn get_u16(b: &[u8], off: usize) -> u32 {
-    b.get(off..off + 2).map(|s| u32::from(u16::from_ne_bytes([s[0], s[1]]))).unwrap_or(0)
+    b.get(off..off + 2)
+        .map(|s| u32::from(u16::from_ne_bytes([s[0], s[1]])))
+        .unwrap_or(0)
 }
 fn get_u32(b: &[u8], off: usize) -> u32 {
-    b.get(off..off + 4).map(|s| u32::from_ne_bytes([s[0], s[1], s[2], s[3]])).unwrap_or(0)
+    b.get(off..off + 4)
+        .map(|s| u32::from_ne_bytes([s[0], s[1], s[2], s[3]]))
+        .unwrap_or(0)
 }
 fn get_u64(b: &[u8], off: usize) -> u64 {
-    b.get(off..off + 8).map(|s| u64::from_ne_bytes([s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7]])).unwrap_or(0)
+    b.get(off..off + 8)
+        .map(|s| u64::from_ne_bytes([s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7]]))
+        .unwrap_or(0)
 }
 fn put(b: &mut [u8], off: usize, data: &[u8]) {
     if let Some(dst) = b.get_mut(off..off + data.len()) {
@@ -114,7 +124,7 @@ const ZMM_HI256: u32 = 6;
 const HI16_ZMM: u32 = 7;
 const PKRU: u32 = 9;
 
-fn component<'a>(x: &'a [u8], i: u32) -> Option<&'a [u8]> {
+fn component(x: &[u8], i: u32) -> Option<&[u8]> {
     xsave_component(i).and_then(|(off, len)| x.get(off..off + len))
 }
 
@@ -190,7 +200,11 @@ mod tests {
 
     #[test]
     fn xstate_round_trip() {
-        let size = xsave_component(PKRU).or(xsave_component(HI16_ZMM)).or(xsave_component(AVX)).map(|(o, l)| o + l).unwrap_or(576);
+        let size = xsave_component(PKRU)
+            .or(xsave_component(HI16_ZMM))
+            .or(xsave_component(AVX))
+            .map(|(o, l)| o + l)
+            .unwrap_or(576);
         let x: Vec<u8> = (0..size).map(|i| (i * 7 % 251) as u8).collect();
         let e = xstate_to_entry(&x);
         let back = entry_to_xstate(&e, &vec![0u8; size]);

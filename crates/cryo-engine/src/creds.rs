@@ -56,7 +56,11 @@ pub fn dump_creds(st: &Status, secbits: u32) -> pb::CredsEntry {
 
 /// The securebits of the task (remote prctl).
 pub fn dump_securebits(inj: &Injector) -> Result<u32> {
-    Ok(inj.syscall("read securebits", libc::SYS_prctl, &[libc::PR_GET_SECUREBITS as u64, 0, 0, 0, 0])? as u32)
+    Ok(inj.syscall(
+        "read securebits",
+        libc::SYS_prctl,
+        &[libc::PR_GET_SECUREBITS as u64, 0, 0, 0, 0],
+    )? as u32)
 }
 
 /// Give the puppet the credentials of `c`.
@@ -69,20 +73,56 @@ pub fn restore_creds(inj: &Injector, c: &pb::CredsEntry) -> Result<()> {
         .min(CAP_LAST);
     for cap in 0..=last_cap {
         if bnd & (1 << cap) == 0 {
-            inj.syscall("drop from the bounding set", libc::SYS_prctl, &[libc::PR_CAPBSET_DROP as u64, cap, 0, 0, 0])?;
+            inj.syscall(
+                "drop from the bounding set",
+                libc::SYS_prctl,
+                &[libc::PR_CAPBSET_DROP as u64, cap, 0, 0, 0],
+            )?;
         }
     }
     let groups: Vec<u8> = c.groups.iter().flat_map(|g| g.to_ne_bytes()).collect();
     let gp = inj.write_scratch(OFF, &groups)?;
-    inj.syscall("set groups", libc::SYS_setgroups, &[c.groups.len() as u64, gp.0])?;
-    inj.syscall("set gids", libc::SYS_setresgid, &[u64::from(c.gid), u64::from(c.egid), u64::from(c.sgid)])?;
+    inj.syscall(
+        "set groups",
+        libc::SYS_setgroups,
+        &[c.groups.len() as u64, gp.0],
+    )?;
+    inj.syscall(
+        "set gids",
+        libc::SYS_setresgid,
+        &[u64::from(c.gid), u64::from(c.egid), u64::from(c.sgid)],
+    )?;
     inj.syscall("set fsgid", libc::SYS_setfsgid, &[u64::from(c.fsgid)])?;
     let transition = c.secbits | SECBIT_NO_SETUID_FIXUP | SECBIT_KEEP_CAPS | SECBIT_NOROOT;
-    inj.syscall("set securebits", libc::SYS_prctl, &[libc::PR_SET_SECUREBITS as u64, u64::from(transition), 0, 0, 0])?;
-    inj.syscall("set uids", libc::SYS_setresuid, &[u64::from(c.uid), u64::from(c.euid), u64::from(c.suid)])?;
+    inj.syscall(
+        "set securebits",
+        libc::SYS_prctl,
+        &[
+            libc::PR_SET_SECUREBITS as u64,
+            u64::from(transition),
+            0,
+            0,
+            0,
+        ],
+    )?;
+    inj.syscall(
+        "set uids",
+        libc::SYS_setresuid,
+        &[u64::from(c.uid), u64::from(c.euid), u64::from(c.suid)],
+    )?;
     inj.syscall("set fsuid", libc::SYS_setfsuid, &[u64::from(c.fsuid)])?;
     if c.secbits != transition {
-        inj.syscall("set securebits", libc::SYS_prctl, &[libc::PR_SET_SECUREBITS as u64, u64::from(c.secbits), 0, 0, 0])?;
+        inj.syscall(
+            "set securebits",
+            libc::SYS_prctl,
+            &[
+                libc::PR_SET_SECUREBITS as u64,
+                u64::from(c.secbits),
+                0,
+                0,
+                0,
+            ],
+        )?;
     }
     // capset: header {version, pid}, then two {effective, permitted, inheritable} words.
     let (eff, prm, inh) = (join(&c.cap_eff), join(&c.cap_prm), join(&c.cap_inh));
@@ -102,12 +142,22 @@ pub fn restore_creds(inj: &Injector, c: &pb::CredsEntry) -> Result<()> {
             inj.syscall(
                 "raise an ambient capability",
                 libc::SYS_prctl,
-                &[libc::PR_CAP_AMBIENT as u64, libc::PR_CAP_AMBIENT_RAISE as u64, cap, 0, 0],
+                &[
+                    libc::PR_CAP_AMBIENT as u64,
+                    libc::PR_CAP_AMBIENT_RAISE as u64,
+                    cap,
+                    0,
+                    0,
+                ],
             )?;
         }
     }
     if c.no_new_privs == Some(1) {
-        inj.syscall("set no_new_privs", libc::SYS_prctl, &[libc::PR_SET_NO_NEW_PRIVS as u64, 1, 0, 0, 0])?;
+        inj.syscall(
+            "set no_new_privs",
+            libc::SYS_prctl,
+            &[libc::PR_SET_NO_NEW_PRIVS as u64, 1, 0, 0, 0],
+        )?;
     }
     Ok(())
 }

@@ -59,23 +59,52 @@ fn between_phases(phase: &str) -> Result<()> {
 pub fn dump(opts: &DumpOptions) -> Result<()> {
     let pid = Pid(opts.pid);
     let _span = info_span!("dump", pid = pid.0).entered();
-    if opts.pid <= 0 || !cryo_sys::task::exists(pid) || !Path::new(&format!("/proc/{pid}")).exists() {
-        return Err(Error::Task { what: "find".into(), pid, source: std::io::Error::from_raw_os_error(libc::ESRCH) });
+    if opts.pid <= 0 || !cryo_sys::task::exists(pid) || !Path::new(&format!("/proc/{pid}")).exists()
+    {
+        return Err(Error::Task {
+            what: "find".into(),
+            pid,
+            source: std::io::Error::from_raw_os_error(libc::ESRCH),
+        });
     }
     let status = procfs::read_status(pid)?;
+    if procfs::read_stat(pid)?.state == 'Z' {
+        return Err(Error::Unsupported(format!(
+            "dumping a zombie (pid {pid} has exited and waits for its parent)"
+        )));
+    }
     if status.tgid != pid.0 {
-        return Err(Error::Unsupported(format!("dumping thread {pid} alone (its process is {})", status.tgid)));
+        return Err(Error::Unsupported(format!(
+            "dumping thread {pid} alone (its process is {})",
+            status.tgid
+        )));
     }
     if status.threads != 1 {
-        return Err(Error::Unsupported(format!("a process with {} threads (pid {pid})", status.threads)));
+        return Err(Error::Unsupported(format!(
+            "a process with {} threads (pid {pid})",
+            status.threads
+        )));
     }
     if has_children(pid)? {
-        return Err(Error::Unsupported(format!("a process with children (pid {pid}): process trees come later")));
+        return Err(Error::Unsupported(format!(
+            "a process with children (pid {pid}): process trees come later"
+        )));
     }
-    std::fs::create_dir_all(&opts.images_dir)
-        .map_err(|source| Error::Path { what: "create images dir".into(), path: opts.images_dir.display().to_string(), source })?;
-    cryo_sys::signal::block_termination().map_err(|source| Error::Task { what: "block termination signals".into(), pid, source })?;
+    std::fs::create_dir_all(&opts.images_dir).map_err(|source| Error::Path {
+        what: "create images dir".into(),
+        path: opts.images_dir.display().to_string(),
+        source,
+    })?;
+    cryo_sys::signal::block_termination().map_err(|source| Error::Task {
+        what: "block termination signals".into(),
+        pid,
+        source,
+    })?;
 
+    let last_cpu = procfs::read_stat(pid)
+        .ok()
+        .and_then(|s| usize::try_from(s.processor).ok());
+    let _pin = crate::control::CpuPin::to(last_cpu);
     let t0 = Instant::now();
     let mut seized = Seized::seize(pid, opts.timeout.unwrap_or(Duration::from_secs(10)))?;
     let frozen_at = Instant::now();
@@ -124,8 +153,13 @@ fn dump_seized(seized: &mut Seized, opts: &DumpOptions) -> Result<(Duration, u64
     }
     let (policy, prio, nice) = task_attrs::dump_sched(pid)?;
     let personality = task_attrs::dump_personality(pid)?;
-    let comm = procfs::read_text(&format!("/proc/{pid}/comm"))?.trim_end_matches('\n').to_string();
-    let oom_score_adj = procfs::read_text(&format!("/proc/{pid}/oom_score_adj"))?.trim().parse::<i32>().ok();
+    let comm = procfs::read_text(&format!("/proc/{pid}/comm"))?
+        .trim_end_matches('\n')
+        .to_string();
+    let oom_score_adj = procfs::read_text(&format!("/proc/{pid}/oom_score_adj"))?
+        .trim()
+        .parse::<i32>()
+        .ok();
     let thread_pending = signals::dump_pending(pid, false)?;
     let shared_pending = signals::dump_pending(pid, true)?;
 
@@ -138,8 +172,16 @@ fn dump_seized(seized: &mut Seized, opts: &DumpOptions) -> Result<(Duration, u64
     let secbits = creds::dump_securebits(inj)?;
     let attrs = task_attrs::dump_thread_attrs(inj)?;
     let brk = inj.syscall("read brk", libc::SYS_brk, &[0])?;
-    let dumpable = inj.syscall("read dumpable", libc::SYS_prctl, &[libc::PR_GET_DUMPABLE as u64, 0, 0, 0, 0])? as i32;
-    let thp_disabled = inj.syscall("read THP setting", libc::SYS_prctl, &[libc::PR_GET_THP_DISABLE as u64, 0, 0, 0, 0])? != 0;
+    let dumpable = inj.syscall(
+        "read dumpable",
+        libc::SYS_prctl,
+        &[libc::PR_GET_DUMPABLE as u64, 0, 0, 0, 0],
+    )? as i32;
+    let thp_disabled = inj.syscall(
+        "read THP setting",
+        libc::SYS_prctl,
+        &[libc::PR_GET_THP_DISABLE as u64, 0, 0, 0, 0],
+    )? != 0;
     between_phases("remote")?;
 
     let mut files = RegFiles::new();
@@ -149,7 +191,10 @@ fn dump_seized(seized: &mut Seized, opts: &DumpOptions) -> Result<(Duration, u64
 
     let mem_t0 = Instant::now();
     let mut pages_id = 1u32;
-    let mut memdump = memory::dump_memory(pid, dir, &mut files, brk, &mut pages_id)?;
+    let maps = seized.maps.clone();
+    let inj = seized.injector()?;
+    let mut memdump =
+        memory::dump_memory(pid, &maps, Some(inj), dir, &mut files, brk, &mut pages_id)?;
     memdump.mm.dumpable = Some(dumpable);
     memdump.mm.thp_disabled = Some(thp_disabled);
     let mem_time = mem_t0.elapsed();
@@ -199,7 +244,7 @@ fn dump_seized(seized: &mut Seized, opts: &DumpOptions) -> Result<(Duration, u64
             signals_p: Some(thread_pending),
             creds: Some(creds::dump_creds(&status, secbits)),
             comm: Some(comm),
-            rseq_entry: (attrs.rseq.rseq_abi_pointer != 0).then(|| pb::RseqEntry {
+            rseq_entry: (attrs.rseq.rseq_abi_pointer != 0).then_some(pb::RseqEntry {
                 rseq_abi_pointer: attrs.rseq.rseq_abi_pointer,
                 rseq_abi_size: attrs.rseq.rseq_abi_size,
                 signature: attrs.rseq.signature,
@@ -214,13 +259,24 @@ fn dump_seized(seized: &mut Seized, opts: &DumpOptions) -> Result<(Duration, u64
     cryo_image::write_single(dir, ImageKind::Ids, id, &ids)?;
     cryo_image::write_single(dir, ImageKind::Mm, id, &memdump.mm)?;
     cryo_image::write_single(dir, ImageKind::Fs, id, &fs)?;
-    cryo_image::write_all_entries(dir, ImageKind::Fdinfo, Some(u64::from(ids.files_id)), &fdinfos)?;
+    cryo_image::write_all_entries(
+        dir,
+        ImageKind::Fdinfo,
+        Some(u64::from(ids.files_id)),
+        &fdinfos,
+    )?;
     files.write_images(dir)?;
     cryo_image::write_single(
         dir,
         ImageKind::Pstree,
         None,
-        &pb::PstreeEntry { pid: pid.0 as u32, ppid: stat.ppid as u32, pgid: stat.pgrp as u32, sid: stat.session as u32, threads: vec![pid.0 as u32] },
+        &pb::PstreeEntry {
+            pid: pid.0 as u32,
+            ppid: stat.ppid as u32,
+            pgid: stat.pgrp as u32,
+            sid: stat.session as u32,
+            threads: vec![pid.0 as u32],
+        },
     )?;
     cryo_image::write_single(
         dir,
@@ -242,18 +298,30 @@ fn dump_seized(seized: &mut Seized, opts: &DumpOptions) -> Result<(Duration, u64
 
 fn session_is_ours(sid: i32) -> bool {
     // The caller's own session counts as a shell job.
-    procfs::read_stat(Pid(std::process::id() as i32)).map(|s| s.session == sid).unwrap_or(false)
+    procfs::read_stat(Pid(std::process::id() as i32))
+        .map(|s| s.session == sid)
+        .unwrap_or(false)
 }
 
 fn uptime_ticks() -> u64 {
     std::fs::read_to_string("/proc/uptime")
         .ok()
-        .and_then(|s| s.split_whitespace().next().and_then(|x| x.parse::<f64>().ok()))
+        .and_then(|s| {
+            s.split_whitespace()
+                .next()
+                .and_then(|x| x.parse::<f64>().ok())
+        })
         .map(|s| (s * 1_000_000.0) as u64)
         .unwrap_or(0)
 }
 
-fn write_stats(dir: &Path, freezing: Duration, frozen: Duration, memdump: Duration, pages: u64) -> Result<()> {
+fn write_stats(
+    dir: &Path,
+    freezing: Duration,
+    frozen: Duration,
+    memdump: Duration,
+    pages: u64,
+) -> Result<()> {
     let stats = pb::StatsEntry {
         dump: Some(pb::DumpStatsEntry {
             freezing_time: freezing.as_micros() as u32,

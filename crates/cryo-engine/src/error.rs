@@ -77,7 +77,11 @@ pub trait TaskCtx<T> {
 
 impl<T> TaskCtx<T> for io::Result<T> {
     fn task_ctx(self, what: &str, pid: Pid) -> Result<T> {
-        self.map_err(|source| Error::Task { what: what.to_string(), pid, source })
+        self.map_err(|source| Error::Task {
+            what: what.to_string(),
+            pid,
+            source,
+        })
     }
 }
 
@@ -89,6 +93,10 @@ pub trait PathCtx<T> {
 
 impl<T> PathCtx<T> for io::Result<T> {
     fn path_ctx(self, what: &str, path: &std::path::Path) -> Result<T> {
-        self.map_err(|source| Error::Path { what: what.to_string(), path: path.display().to_string(), source })
+        self.map_err(|source| Error::Path {
+            what: what.to_string(),
+            path: path.display().to_string(),
+            source,
+        })
     }
 }

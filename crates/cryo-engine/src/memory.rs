@@ -19,13 +19,13 @@
 use crate::error::{Error, Result, TaskCtx};
 use crate::files::reg::RegFiles;
 use crate::remote::Injector;
-use cryo_image::pagemap::{PE_PRESENT};
+use cryo_image::pagemap::PE_PRESENT;
 use cryo_image::{pb, ImageKind};
 use cryo_sys::procfs::{self, MapsEntry};
+use cryo_sys::uffd::{MappedFile, Userfaultfd};
 use cryo_sys::{mem, Pid, RemoteAddr, PAGE_SIZE};
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use tracing::debug;
@@ -58,6 +58,8 @@ use status::*;
 const PM_PRESENT: u64 = 1 << 63;
 const PM_SWAP: u64 = 1 << 62;
 const PM_FILE: u64 = 1 << 61;
+/// MAP_DROPPABLE (Linux 6.11, include/uapi/linux/mman.h).
+const MAP_DROPPABLE: i32 = 0x08;
 /// Largest single read of task memory.
 const CHUNK_BYTES: usize = 8 << 20;
 
@@ -74,54 +76,221 @@ const MADV_FLAGS: [(&str, u32); 8] = [
 ];
 
 /// Appends pages to one `pages-N.img` and records them in its pagemap.
-struct PageSink {
+///
+/// Where it can, the task writes its own pages into the image: the image is opened inside it
+/// and runs of pages go out in `pwritev` calls made by the task (one copy, straight from its
+/// memory into the file), batched up to `IOV_BATCH` runs a call. Pages cryo cannot have the
+/// task write (unreadable VMAs) are read through /proc/PID/mem and written by cryo at their
+/// offset. Without an injector everything goes through cryo (process_vm_readv + write).
+struct PageSink<'a> {
     file: File,
+    path: String,
     pages_id: u32,
     entries: Vec<pb::PagemapEntry>,
     buf: Vec<u8>,
+    /// File offset of the next page.
+    off: u64,
+    remote: Option<RemoteWriter<'a>>,
 }
 
-impl PageSink {
-    fn create(dir: &Path, pages_id: u32) -> Result<PageSink> {
+/// The image file open in the task, and runs waiting to be written by it.
+struct RemoteWriter<'a> {
+    inj: &'a Injector,
+    fd: u64,
+    batch: Vec<(u64, u64)>,
+    batch_off: u64,
+}
+
+/// Runs per remote pwritev (16 bytes of iovec each in the scratch area).
+const IOV_BATCH: usize = 1024;
+/// Where the iovecs go in the scratch area.
+const IOV_SCRATCH_OFF: u64 = 8192;
+
+impl<'a> RemoteWriter<'a> {
+    fn open(inj: &'a Injector, path: &Path) -> Option<RemoteWriter<'a>> {
+        let p = inj.write_cstr(0, &path.display().to_string()).ok()?;
+        let fd = inj
+            .syscall(
+                "open pages image in the task",
+                libc::SYS_openat,
+                &[
+                    libc::AT_FDCWD as u64,
+                    p.0,
+                    (libc::O_WRONLY | libc::O_CLOEXEC) as u64,
+                    0,
+                ],
+            )
+            .ok()?;
+        Some(RemoteWriter {
+            inj,
+            fd,
+            batch: Vec::new(),
+            batch_off: 0,
+        })
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        let mut runs = std::mem::take(&mut self.batch);
+        let mut off = self.batch_off;
+        while !runs.is_empty() {
+            let iov: Vec<u8> = runs
+                .iter()
+                .flat_map(|&(a, l)| a.to_ne_bytes().into_iter().chain(l.to_ne_bytes()))
+                .collect();
+            let iov_addr = self.inj.write_scratch(IOV_SCRATCH_OFF, &iov)?;
+            let mut n = self.inj.syscall(
+                "write pages (pwritev in the task)",
+                libc::SYS_pwritev,
+                &[self.fd, iov_addr.0, runs.len() as u64, off, 0],
+            )?;
+            if n == 0 {
+                return Err(Error::Task {
+                    what: "write pages".into(),
+                    pid: self.inj.pid(),
+                    source: std::io::Error::from_raw_os_error(libc::EIO),
+                });
+            }
+            off += n;
+            // Drop what was written, keep the rest (a short write can stop mid-run).
+            while n > 0 {
+                let (a, l) = runs[0];
+                if n >= l {
+                    runs.remove(0);
+                    n -= l;
+                } else {
+                    runs[0] = (a + n, l - n);
+                    n = 0;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn close(mut self) -> Result<()> {
+        let res = self.flush();
+        let fd = std::mem::replace(&mut self.fd, u64::MAX);
+        let closed = self
+            .inj
+            .syscall("close pages image in the task", libc::SYS_close, &[fd]);
+        res.and(closed.map(|_| ()))
+    }
+}
+
+impl Drop for RemoteWriter<'_> {
+    /// On an error path the image fd must not stay in the task.
+    fn drop(&mut self) {
+        if self.fd != u64::MAX {
+            let _ = self
+                .inj
+                .syscall("close pages image in the task", libc::SYS_close, &[self.fd]);
+        }
+    }
+}
+
+impl<'a> PageSink<'a> {
+    fn create(dir: &Path, pages_id: u32, inj: Option<&'a Injector>) -> Result<PageSink<'a>> {
         let w = cryo_image::create_image(dir, ImageKind::Pages, Some(u64::from(pages_id)))?;
+        let path = w.path().to_path_buf();
         let file = w.finish()?.into_inner().map_err(|e| Error::Path {
             what: "flush".into(),
             path: format!("pages-{pages_id}.img"),
             source: e.into_error(),
         })?;
-        Ok(PageSink { file, pages_id, entries: Vec::new(), buf: vec![0u8; CHUNK_BYTES] })
+        let remote = inj.and_then(|inj| RemoteWriter::open(inj, &path));
+        Ok(PageSink {
+            file,
+            path: path.display().to_string(),
+            pages_id,
+            entries: Vec::new(),
+            buf: Vec::new(),
+            off: 0,
+            remote,
+        })
     }
 
     /// Copy `nr` pages at `addr` of `pid` into the image, recorded at `img_vaddr`.
-    fn add(&mut self, pid: Pid, procmem: Option<&mem::ProcMem>, addr: u64, nr: u64, img_vaddr: u64) -> Result<()> {
-        let mut done = 0u64;
-        while done < nr * PAGE_SIZE {
-            let len = ((nr * PAGE_SIZE - done) as usize).min(self.buf.len());
-            let chunk = &mut self.buf[..len];
-            let at = RemoteAddr(addr + done);
-            match procmem {
-                Some(pm) => pm.read_exact(at, chunk).task_ctx("read memory through /proc/PID/mem", pid)?,
-                None => mem::read_exact(pid, at, chunk).task_ctx("read memory", pid)?,
+    fn add(
+        &mut self,
+        pid: Pid,
+        procmem: Option<&mem::ProcMem>,
+        addr: u64,
+        nr: u64,
+        img_vaddr: u64,
+    ) -> Result<()> {
+        let len = nr * PAGE_SIZE;
+        match (&mut self.remote, procmem) {
+            (Some(r), None) => {
+                if r.batch.is_empty() {
+                    r.batch_off = self.off;
+                }
+                r.batch.push((addr, len));
+                if r.batch.len() >= IOV_BATCH {
+                    r.flush()?;
+                }
             }
-            self.file
-                .write_all(chunk)
-                .map_err(|source| Error::Path { what: "write".into(), path: format!("pages-{}.img", self.pages_id), source })?;
-            done += len as u64;
+            _ => {
+                // A batch covers one contiguous stretch of the file: close it first.
+                if let Some(r) = &mut self.remote {
+                    r.flush()?;
+                }
+                self.copy_locally(pid, procmem, addr, len)?
+            }
         }
+        self.off += len;
         match self.entries.last_mut() {
             Some(last) if last.vaddr + last.nr_pages.unwrap_or(0) * PAGE_SIZE == img_vaddr => {
                 let n = last.nr_pages.unwrap_or(0) + nr;
                 last.nr_pages = Some(n);
                 last.compat_nr_pages = n as u32;
             }
-            _ => self.entries.push(cryo_image::pagemap::pagemap_entry(img_vaddr, nr as u32, PE_PRESENT)),
+            _ => self.entries.push(cryo_image::pagemap::pagemap_entry(
+                img_vaddr, nr as u32, PE_PRESENT,
+            )),
+        }
+        Ok(())
+    }
+
+    fn copy_locally(
+        &mut self,
+        pid: Pid,
+        procmem: Option<&mem::ProcMem>,
+        addr: u64,
+        len: u64,
+    ) -> Result<()> {
+        if self.buf.is_empty() {
+            self.buf = vec![0u8; CHUNK_BYTES];
+        }
+        let mut done = 0u64;
+        while done < len {
+            let n = ((len - done) as usize).min(self.buf.len());
+            let chunk = &mut self.buf[..n];
+            let at = RemoteAddr(addr + done);
+            match procmem {
+                Some(pm) => pm
+                    .read_exact(at, chunk)
+                    .task_ctx("read memory through /proc/PID/mem", pid)?,
+                None => mem::read_exact(pid, at, chunk).task_ctx("read memory", pid)?,
+            }
+            self.file
+                .write_all_at(chunk, self.off + done)
+                .map_err(|source| Error::Path {
+                    what: "write".into(),
+                    path: self.path.clone(),
+                    source,
+                })?;
+            done += n as u64;
         }
         Ok(())
     }
 
     fn finish(self, dir: &Path, kind: ImageKind, id: u64) -> Result<u64> {
+        if let Some(r) = self.remote {
+            r.close()?;
+        }
         let mut w = cryo_image::create_image(dir, kind, Some(id))?;
-        w.write_entry(&pb::PagemapHead { pages_id: self.pages_id })?;
+        w.write_entry(&pb::PagemapHead {
+            pages_id: self.pages_id,
+        })?;
         let mut n = 0;
         for e in &self.entries {
             w.write_entry(e)?;
@@ -136,8 +305,12 @@ impl PageSink {
 fn read_pagemap(pm: &File, pid: Pid, start: u64, end: u64) -> Result<Vec<u64>> {
     let n = ((end - start) / PAGE_SIZE) as usize;
     let mut raw = vec![0u8; n * 8];
-    pm.read_exact_at(&mut raw, start / PAGE_SIZE * 8).task_ctx("read pagemap", pid)?;
-    Ok(raw.chunks_exact(8).map(|c| u64::from_ne_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])).collect())
+    pm.read_exact_at(&mut raw, start / PAGE_SIZE * 8)
+        .task_ctx("read pagemap", pid)?;
+    Ok(raw
+        .chunks_exact(8)
+        .map(|c| u64::from_ne_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+        .collect())
 }
 
 /// Turn one smaps entry into CRIU's VmaEntry (without the file id).
@@ -152,11 +325,24 @@ pub fn vma_entry(m: &MapsEntry) -> pb::VmaEntry {
     if m.exec {
         prot |= libc::PROT_EXEC;
     }
-    let mut flags = if m.shared { libc::MAP_SHARED } else { libc::MAP_PRIVATE };
-    for (f, bit) in [("gd", libc::MAP_GROWSDOWN), ("lo", libc::MAP_LOCKED), ("nr", libc::MAP_NORESERVE)] {
+    let mut flags = if m.shared {
+        libc::MAP_SHARED
+    } else {
+        libc::MAP_PRIVATE
+    };
+    for (f, bit) in [
+        ("gd", libc::MAP_GROWSDOWN),
+        ("lo", libc::MAP_LOCKED),
+        ("nr", libc::MAP_NORESERVE),
+        ("ht", libc::MAP_HUGETLB),
+    ] {
         if m.has_flag(f) {
             flags |= bit;
         }
+    }
+    // MAP_DROPPABLE is a mapping type of its own, not a private mapping.
+    if m.has_flag("dp") {
+        flags = (flags & !libc::MAP_PRIVATE) | MAP_DROPPABLE;
     }
     let mut madv = 0u64;
     for (f, bit) in MADV_FLAGS {
@@ -191,12 +377,22 @@ pub fn vma_entry(m: &MapsEntry) -> pb::VmaEntry {
                 st |= VMA_AREA_STACK;
             }
         }
-        _ => st |= if m.shared { VMA_FILE_SHARED } else { VMA_FILE_PRIVATE },
+        _ => {
+            st |= if m.shared {
+                VMA_FILE_SHARED
+            } else {
+                VMA_FILE_PRIVATE
+            }
+        }
     }
     pb::VmaEntry {
         start: m.start,
         end: m.end,
-        pgoff: if st & (VMA_FILE_PRIVATE | VMA_FILE_SHARED) != 0 { m.offset } else { 0 },
+        pgoff: if st & (VMA_FILE_PRIVATE | VMA_FILE_SHARED) != 0 {
+            m.offset
+        } else {
+            0
+        },
         shmid,
         prot: prot as u32,
         flags: flags as u32,
@@ -204,6 +400,19 @@ pub fn vma_entry(m: &MapsEntry) -> pb::VmaEntry {
         fd: -1,
         madv: (madv != 0).then_some(madv),
         fdflags: None,
+    }
+}
+
+/// The open mode of a mapped file, as the mode bits of its /proc/PID/map_files link show it
+/// (the kernel gives the link the mode the file was opened with).
+fn map_file_flags(link_path: &str, m: &MapsEntry) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    match std::fs::symlink_metadata(link_path).map(|md| md.permissions().mode() & 0o600) {
+        Ok(0o600) => libc::O_RDWR as u32,
+        Ok(0o200) => libc::O_WRONLY as u32,
+        Ok(_) => libc::O_RDONLY as u32,
+        Err(_) if m.shared && m.write => libc::O_RDWR as u32,
+        Err(_) => libc::O_RDONLY as u32,
     }
 }
 
@@ -220,31 +429,41 @@ pub struct MemoryDump {
     pub pages: u64,
 }
 
-/// Dump the memory of `pid`: VMAs into the returned mm entry (file mappings added to `files`),
+/// Dump the memory of `pid`, whose VMAs were `maps` when it was seized (before cryo mapped
+/// anything of its own in it): VMAs into the returned mm entry (file mappings added to `files`),
 /// pages into `pagemap-PID.img` + `pages-N.img`. `brk` is the task's current break, `pages_id`
 /// the first free pages-image id (advanced).
-pub fn dump_memory(pid: Pid, dir: &Path, files: &mut RegFiles, brk: u64, pages_id: &mut u32) -> Result<MemoryDump> {
-    let maps = procfs::read_smaps(pid)?;
+pub fn dump_memory(
+    pid: Pid,
+    maps: &[MapsEntry],
+    inj: Option<&Injector>,
+    dir: &Path,
+    files: &mut RegFiles,
+    brk: u64,
+    pages_id: &mut u32,
+) -> Result<MemoryDump> {
     let stat = procfs::read_stat(pid)?;
     let pm = File::open(format!("/proc/{pid}/pagemap")).task_ctx("open pagemap", pid)?;
     let procmem = mem::ProcMem::open(pid).task_ctx("open /proc/PID/mem", pid)?;
-    let mut sink = PageSink::create(dir, *pages_id)?;
+    let mut sink = PageSink::create(dir, *pages_id, inj)?;
     *pages_id += 1;
     let mut shmem: BTreeMap<u64, PageSink> = BTreeMap::new();
     let mut vmas = Vec::new();
     let mut total = 0u64;
-    for m in &maps {
+    for m in maps {
         let mut vma = vma_entry(m);
         let st = vma.status;
         if st & (VMA_FILE_PRIVATE | VMA_FILE_SHARED) != 0 {
             let link_path = format!("/proc/{pid}/map_files/{:x}-{:x}", m.start, m.end);
-            let fdflags = if m.shared && m.write { libc::O_RDWR } else { libc::O_RDONLY } as u32;
+            let fdflags = map_file_flags(&link_path, m);
             vma.shmid = u64::from(files.add(pid, &link_path, &m.path, fdflags, 0)?);
             vma.fdflags = Some(fdflags);
         }
+        // Droppable memory may be dropped by the kernel at any time: nothing to keep.
         let copy = st & VMA_AREA_REGULAR != 0
             && st & (VMA_AREA_VDSO | VMA_AREA_VVAR) == 0
-            && st & VMA_FILE_SHARED == 0;
+            && st & VMA_FILE_SHARED == 0
+            && vma.flags & MAP_DROPPABLE as u32 == 0;
         if copy {
             let words = read_pagemap(&pm, pid, m.start, m.end)?;
             let private_file = st & VMA_FILE_PRIVATE != 0;
@@ -272,7 +491,7 @@ pub fn dump_memory(pid: Pid, dir: &Path, files: &mut RegFiles, brk: u64, pages_i
                     let s = match shmem.entry(vma.shmid) {
                         std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
                         std::collections::btree_map::Entry::Vacant(v) => {
-                            let s = PageSink::create(dir, *pages_id)?;
+                            let s = PageSink::create(dir, *pages_id, inj)?;
                             *pages_id += 1;
                             v.insert(s)
                         }
@@ -293,9 +512,20 @@ pub fn dump_memory(pid: Pid, dir: &Path, files: &mut RegFiles, brk: u64, pages_i
         s.finish(dir, ImageKind::ShmemPagemap, shmid)?;
     }
     let exe_link = std::fs::read_link(format!("/proc/{pid}/exe")).task_ctx("read exe link", pid)?;
-    let exe_file_id = files.add(pid, &format!("/proc/{pid}/exe"), &exe_link.to_string_lossy(), libc::O_RDONLY as u32, 0)?;
+    let exe_file_id = files.add(
+        pid,
+        &format!("/proc/{pid}/exe"),
+        &exe_link.to_string_lossy(),
+        libc::O_RDONLY as u32,
+        0,
+    )?;
     let auxv = procfs::read_auxv(pid)?;
-    debug!(pid = pid.0, vmas = vmas.len(), pages = total, "memory dumped");
+    debug!(
+        pid = pid.0,
+        vmas = vmas.len(),
+        pages = total,
+        "memory dumped"
+    );
     Ok(MemoryDump {
         mm: pb::MmEntry {
             mm_start_code: stat.start_code,
@@ -359,7 +589,11 @@ fn own_vdso_block(maps: &[MapsEntry]) -> Vec<(String, u64, u64)> {
 /// Move the puppet's vvar/vdso block onto the dumped one's addresses. Both blocks must have the
 /// same layout (the same kernel); `temp` is an address range free in the puppet and in the
 /// target, used to avoid overlapping moves. Returns the new vDSO range.
-pub fn restore_vdso(inj: &Injector, target: &[pb::VmaEntry], temp: u64) -> Result<Option<(u64, u64)>> {
+pub fn restore_vdso(
+    inj: &Injector,
+    target: &[pb::VmaEntry],
+    temp: u64,
+) -> Result<Option<(u64, u64)>> {
     let pid = inj.pid();
     let own = own_vdso_block(&procfs::read_smaps(pid)?);
     let tgt: Vec<&pb::VmaEntry> = target.iter().filter(|v| is_vdso_block(v)).collect();
@@ -388,11 +622,20 @@ pub fn restore_vdso(inj: &Injector, target: &[pb::VmaEntry], temp: u64) -> Resul
             inj.syscall(
                 "move the vDSO",
                 libc::SYS_mremap,
-                &[from, e - s, e - s, (libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED) as u64, to],
+                &[
+                    from,
+                    e - s,
+                    e - s,
+                    (libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED) as u64,
+                    to,
+                ],
             )?;
         }
     }
-    Ok(tgt.iter().find(|v| v.status & VMA_AREA_VDSO != 0).map(|v| (v.start, v.end)))
+    Ok(tgt
+        .iter()
+        .find(|v| v.status & VMA_AREA_VDSO != 0)
+        .map(|v| (v.start, v.end)))
 }
 
 /// Unmap everything in the puppet but the ranges in `keep` (sorted, non-overlapping).
@@ -406,7 +649,11 @@ pub fn unmap_all_but(inj: &Injector, keep: &[(u64, u64)]) -> Result<()> {
         at = at.max(e);
     }
     if at < TASK_SIZE {
-        inj.syscall("unmap cryo's memory", libc::SYS_munmap, &[at, TASK_SIZE - at])?;
+        inj.syscall(
+            "unmap cryo's memory",
+            libc::SYS_munmap,
+            &[at, TASK_SIZE - at],
+        )?;
     }
     Ok(())
 }
@@ -417,8 +664,8 @@ pub fn restore_vmas(
     inj: &Injector,
     mm: &pb::MmEntry,
     pagemap: &[pb::PagemapEntry],
-    pages_fd: u64,
-    shmem: &BTreeMap<u64, (u64, Vec<pb::PagemapEntry>)>,
+    pages: &PagesSource,
+    shmem: &BTreeMap<u64, (u64, String, Vec<pb::PagemapEntry>)>,
     files: &RegFiles,
     scratch_off: u64,
 ) -> Result<()> {
@@ -436,9 +683,19 @@ pub fn restore_vmas(
             continue;
         }
         let len = vma.end - vma.start;
-        let has_pages = pagemap.iter().any(|p| p.vaddr < vma.end && p.vaddr + pe_len(p) > vma.start)
-            || (st & VMA_ANON_SHARED != 0 && shmem.get(&vma.shmid).map(|s| !s.1.is_empty()).unwrap_or(false));
-        let fill_prot = if has_pages { vma.prot | (libc::PROT_READ | libc::PROT_WRITE) as u32 } else { vma.prot };
+        let has_pages = pagemap
+            .iter()
+            .any(|p| p.vaddr < vma.end && p.vaddr + pe_len(p) > vma.start)
+            || (st & VMA_ANON_SHARED != 0
+                && shmem
+                    .get(&vma.shmid)
+                    .map(|s| !s.2.is_empty())
+                    .unwrap_or(false));
+        let fill_prot = if has_pages {
+            vma.prot | (libc::PROT_READ | libc::PROT_WRITE) as u32
+        } else {
+            vma.prot
+        };
         let mut flags = vma.flags | libc::MAP_FIXED as u32;
         let mut fd = u64::MAX;
         if st & (VMA_FILE_PRIVATE | VMA_FILE_SHARED) != 0 {
@@ -446,14 +703,30 @@ pub fn restore_vmas(
             let p = inj.write_cstr(scratch_off, &path)?;
             let oflags = vma.fdflags.unwrap_or(libc::O_RDONLY as u32) | libc::O_CLOEXEC as u32;
             fd = inj
-                .syscall(&format!("open mapped file {path}"), libc::SYS_openat, &[libc::AT_FDCWD as u64, p.0, u64::from(oflags), 0])
-                .map_err(|e| Error::Restore { what: format!("mapping of {path} at {:#x}", vma.start), pid: inj.pid(), image: "mm".into(), source: Box::new(e) })?;
+                .syscall(
+                    &format!("open mapped file {path}"),
+                    libc::SYS_openat,
+                    &[libc::AT_FDCWD as u64, p.0, u64::from(oflags), 0],
+                )
+                .map_err(|e| Error::Restore {
+                    what: format!("mapping of {path} at {:#x}", vma.start),
+                    pid: inj.pid(),
+                    image: "mm".into(),
+                    source: Box::new(e),
+                })?;
             flags &= !(libc::MAP_ANONYMOUS as u32);
         }
         let addr = inj.syscall(
             "map a VMA",
             libc::SYS_mmap,
-            &[vma.start, len, u64::from(fill_prot), u64::from(flags), fd, if fd == u64::MAX { 0 } else { vma.pgoff }],
+            &[
+                vma.start,
+                len,
+                u64::from(fill_prot),
+                u64::from(flags),
+                fd,
+                if fd == u64::MAX { 0 } else { vma.pgoff },
+            ],
         );
         if fd != u64::MAX {
             inj.syscall("close mapped file", libc::SYS_close, &[fd])?;
@@ -465,34 +738,68 @@ pub fn restore_vmas(
             source: Box::new(e),
         })?;
         if addr != vma.start {
-            return Err(Error::Unsupported(format!("VMA {:#x} landed at {addr:#x}", vma.start)));
+            return Err(Error::Unsupported(format!(
+                "VMA {:#x} landed at {addr:#x}",
+                vma.start
+            )));
         }
         if has_pages {
             if st & VMA_ANON_SHARED != 0 {
                 if shared_anon_done.insert(vma.shmid, ()).is_none() {
-                    if let Some((sfd, entries)) = shmem.get(&vma.shmid) {
+                    if let Some((sfd, simage, entries)) = shmem.get(&vma.shmid) {
                         let mut soff = 0u64;
                         for pe in entries {
                             let l = pe_len(pe);
                             // pe.vaddr is the offset in the shared object.
                             let obj_start = vma.pgoff;
                             if pe.vaddr >= obj_start && pe.vaddr + l <= obj_start + len {
-                                pread_all(inj, *sfd, vma.start + (pe.vaddr - obj_start), l, soff)?;
+                                pread_all(
+                                    inj,
+                                    *sfd,
+                                    simage,
+                                    vma.start + (pe.vaddr - obj_start),
+                                    l,
+                                    soff,
+                                )?;
                             }
                             soff += l;
                         }
                     }
                 }
             } else {
-                for (pe, &foff) in pagemap.iter().zip(&offsets) {
-                    let (s, e) = (pe.vaddr.max(vma.start), (pe.vaddr + pe_len(pe)).min(vma.end));
-                    if s < e {
-                        pread_all(inj, pages_fd, s, e - s, foff + (s - pe.vaddr))?;
+                let runs: Vec<(u64, u64, u64)> = pagemap
+                    .iter()
+                    .zip(&offsets)
+                    .filter_map(|(pe, &foff)| {
+                        let (s, e) = (
+                            pe.vaddr.max(vma.start),
+                            (pe.vaddr + pe_len(pe)).min(vma.end),
+                        );
+                        // Not then_some: e - s must not be computed when s >= e.
+                        if s < e {
+                            Some((s, e - s, foff + (s - pe.vaddr)))
+                        } else {
+                            None
+                        }
+                    })
+                    .collect();
+                match (&pages.uffd, &pages.map) {
+                    (Some(uffd), Some(map)) if st & VMA_ANON_PRIVATE != 0 => {
+                        fill_by_uffd(inj, uffd, map, vma, &runs, pages)?
+                    }
+                    _ => {
+                        for &(s, len, off) in &runs {
+                            pread_all(inj, pages.fd, &pages.image, s, len, off)?;
+                        }
                     }
                 }
             }
             if fill_prot != vma.prot {
-                inj.syscall("protect a VMA", libc::SYS_mprotect, &[vma.start, len, u64::from(vma.prot)])?;
+                inj.syscall(
+                    "protect a VMA",
+                    libc::SYS_mprotect,
+                    &[vma.start, len, u64::from(vma.prot)],
+                )?;
             }
         }
         if let Some(madv) = vma.madv {
@@ -510,13 +817,117 @@ fn pe_len(pe: &pb::PagemapEntry) -> u64 {
     pe.nr_pages.unwrap_or(u64::from(pe.compat_nr_pages)) * PAGE_SIZE
 }
 
+/// Where a task's pages come from at restore: the pages image open in the puppet (for pread),
+/// and, when userfaultfd works, the same image mapped in cryo and a userfaultfd on the
+/// puppet's memory (for UFFDIO_COPY).
+pub struct PagesSource {
+    /// The image's fd in the puppet.
+    pub fd: u64,
+    /// The image's name, for errors.
+    pub image: String,
+    /// The image mapped in cryo.
+    pub map: Option<MappedFile>,
+    /// A userfaultfd on the puppet's memory.
+    pub uffd: Option<Userfaultfd>,
+    /// Where a second copying thread may run (cryo's main thread is pinned).
+    pub copy_cpus: Vec<usize>,
+}
+
+/// Runs of at least this many bytes in all are split between two copying threads.
+const PARALLEL_COPY_BYTES: u64 = 64 << 20;
+
+/// Fill runs `(addr, len, file offset)` of an anonymous VMA with UFFDIO_COPY: the pages are
+/// allocated with their contents, never zeroed first. Two threads share big VMAs.
+fn fill_by_uffd(
+    inj: &Injector,
+    uffd: &Userfaultfd,
+    map: &MappedFile,
+    vma: &pb::VmaEntry,
+    runs: &[(u64, u64, u64)],
+    pages: &PagesSource,
+) -> Result<()> {
+    let image = &pages.image;
+    let pid = inj.pid();
+    let len = vma.end - vma.start;
+    let bytes = map.bytes();
+    for &(_, l, off) in runs {
+        if off + l > bytes.len() as u64 {
+            return Err(Error::BadImage {
+                image: image.to_string(),
+                what: format!(
+                    "ends at offset {}, before the pages its pagemap lists",
+                    bytes.len()
+                ),
+            });
+        }
+    }
+    uffd.register(vma.start, len)
+        .task_ctx("register memory with userfaultfd", pid)?;
+    let copy = |part: &[(u64, u64, u64)]| -> std::io::Result<()> {
+        for &(addr, l, off) in part {
+            uffd.copy(addr, &bytes[off as usize..(off + l) as usize])?;
+        }
+        Ok(())
+    };
+    let total: u64 = runs.iter().map(|r| r.1).sum();
+    let res = if total >= PARALLEL_COPY_BYTES {
+        // Split by bytes, at page granularity, into two halves.
+        let mut first = Vec::new();
+        let mut second = Vec::new();
+        let mut acc = 0u64;
+        for &(a, l, o) in runs {
+            let half = total / 2;
+            if acc >= half {
+                second.push((a, l, o));
+            } else if acc + l <= half {
+                first.push((a, l, o));
+            } else {
+                let cut = (half - acc) / PAGE_SIZE * PAGE_SIZE;
+                if cut > 0 {
+                    first.push((a, cut, o));
+                }
+                second.push((a + cut, l - cut, o + cut));
+            }
+            acc += l;
+        }
+        std::thread::scope(|sc| {
+            let h = sc.spawn(|| {
+                let _ = cryo_sys::task::set_affinity(Pid(0), &pages.copy_cpus);
+                copy(&second)
+            });
+            let r1 = copy(&first);
+            let r2 = h
+                .join()
+                .unwrap_or_else(|_| Err(std::io::Error::other("copy thread died")));
+            r1.and(r2)
+        })
+    } else {
+        copy(runs)
+    };
+    let unreg = uffd
+        .unregister(vma.start, len)
+        .task_ctx("unregister memory from userfaultfd", pid);
+    res.task_ctx("copy pages (UFFDIO_COPY)", pid)?;
+    unreg
+}
+
 /// pread64 in the puppet until `len` bytes are at `addr`.
-fn pread_all(inj: &Injector, fd: u64, addr: u64, len: u64, off: u64) -> Result<()> {
+fn pread_all(inj: &Injector, fd: u64, image: &str, addr: u64, len: u64, off: u64) -> Result<()> {
     let mut done = 0;
     while done < len {
-        let n = inj.syscall("read pages", libc::SYS_pread64, &[fd, addr + done, len - done, off + done])?;
+        let n = inj.syscall(
+            "read pages",
+            libc::SYS_pread64,
+            &[fd, addr + done, len - done, off + done],
+        )?;
         if n == 0 {
-            return Err(Error::BadImage { image: "pages".into(), what: format!("ends before offset {}", off + done) });
+            return Err(Error::BadImage {
+                image: image.to_string(),
+                what: format!(
+                    "ends at offset {}, before the pages its pagemap lists",
+                    off + done
+                ),
+            });
         }
         done += n;
     }
@@ -525,15 +936,30 @@ fn pread_all(inj: &Injector, fd: u64, addr: u64, len: u64, off: u64) -> Result<(
 
 /// Set the mm fields, auxv and exe link with one PR_SET_MM_MAP. `exe_fd` is an fd of the
 /// executable open in the puppet.
-pub fn restore_mm_fields(inj: &Injector, mm: &pb::MmEntry, exe_fd: u64, scratch_off: u64) -> Result<()> {
-    let auxv: Vec<u8> = mm.mm_saved_auxv.iter().flat_map(|w| w.to_ne_bytes()).collect();
+pub fn restore_mm_fields(
+    inj: &Injector,
+    mm: &pb::MmEntry,
+    exe_fd: u64,
+    scratch_off: u64,
+) -> Result<()> {
+    let auxv: Vec<u8> = mm
+        .mm_saved_auxv
+        .iter()
+        .flat_map(|w| w.to_ne_bytes())
+        .collect();
     let auxv_addr = inj.write_scratch(scratch_off + 128, &auxv)?;
     let map = prctl_mm_map_bytes(mm, auxv_addr.0, auxv.len() as u32, exe_fd as u32);
     let map_addr = inj.write_scratch(scratch_off, &map)?;
     inj.syscall(
         "set mm fields (PR_SET_MM_MAP)",
         libc::SYS_prctl,
-        &[libc::PR_SET_MM as u64, libc::PR_SET_MM_MAP as u64, map_addr.0, map.len() as u64, 0],
+        &[
+            libc::PR_SET_MM as u64,
+            libc::PR_SET_MM_MAP as u64,
+            map_addr.0,
+            map.len() as u64,
+            0,
+        ],
     )?;
     Ok(())
 }
@@ -550,7 +976,10 @@ mod tests {
 500000-501000 ---p 00000000 00:00 0\nVmFlags: mr mw me dc\n";
         let m = procfs::parse_maps(text, "t").unwrap();
         let v: Vec<pb::VmaEntry> = m.iter().map(vma_entry).collect();
-        assert_eq!(v[0].status, VMA_AREA_REGULAR | VMA_ANON_PRIVATE | VMA_AREA_STACK);
+        assert_eq!(
+            v[0].status,
+            VMA_AREA_REGULAR | VMA_ANON_PRIVATE | VMA_AREA_STACK
+        );
         assert!(v[0].flags & libc::MAP_GROWSDOWN as u32 != 0);
         assert_eq!(v[1].status, VMA_AREA_REGULAR | VMA_ANON_SHARED);
         assert_eq!(v[1].shmid, 77);
@@ -563,6 +992,9 @@ mod tests {
 
     #[test]
     fn mm_map_is_104_bytes() {
-        assert_eq!(prctl_mm_map_bytes(&pb::MmEntry::default(), 0, 0, 0).len(), 104);
+        assert_eq!(
+            prctl_mm_map_bytes(&pb::MmEntry::default(), 0, 0, 0).len(),
+            104
+        );
     }
 }

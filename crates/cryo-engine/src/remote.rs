@@ -17,7 +17,11 @@ pub struct Injector {
 impl Injector {
     /// Drive `task`, using `scratch..scratch+len` (writable in the task) for arguments.
     pub fn new(task: RemoteTask, scratch: RemoteAddr, scratch_len: u64) -> Injector {
-        Injector { task, scratch, scratch_len }
+        Injector {
+            task,
+            scratch,
+            scratch_len,
+        }
     }
 
     /// The task driven.
@@ -42,7 +46,9 @@ impl Injector {
 
     /// Run a syscall in the task and return its raw result (negative errno on failure).
     pub fn syscall_raw(&self, what: &str, nr: i64, args: &[u64]) -> Result<i64> {
-        self.task.syscall_raw(nr, args).task_ctx(what, self.task.pid())
+        self.task
+            .syscall_raw(nr, args)
+            .task_ctx(what, self.task.pid())
     }
 
     /// The scratch area's address in the task.
@@ -58,14 +64,16 @@ impl Injector {
     /// Read `len` bytes at `off` in the scratch area.
     pub fn read_scratch(&self, off: u64, len: usize) -> Result<Vec<u8>> {
         let mut buf = vec![0u8; len];
-        mem::read_exact(self.pid(), self.scratch.add(off), &mut buf).task_ctx("read scratch memory", self.pid())?;
+        mem::read_exact(self.pid(), self.scratch.offset(off), &mut buf)
+            .task_ctx("read scratch memory", self.pid())?;
         Ok(buf)
     }
 
     /// Write `data` at `off` in the scratch area; returns its address in the task.
     pub fn write_scratch(&self, off: u64, data: &[u8]) -> Result<RemoteAddr> {
-        mem::write_all(self.pid(), self.scratch.add(off), data).task_ctx("write scratch memory", self.pid())?;
-        Ok(self.scratch.add(off))
+        mem::write_all(self.pid(), self.scratch.offset(off), data)
+            .task_ctx("write scratch memory", self.pid())?;
+        Ok(self.scratch.offset(off))
     }
 
     /// Write a NUL-terminated copy of `s` at `off` in the scratch area.

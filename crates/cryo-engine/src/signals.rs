@@ -26,14 +26,43 @@ pub fn dump_sigactions(inj: &Injector) -> Result<Vec<pb::SaEntry>> {
     let mut out = Vec::with_capacity(64);
     for sig in 1..=64u64 {
         if sig == libc::SIGKILL as u64 || sig == libc::SIGSTOP as u64 {
-            out.push(pb::SaEntry { sigaction: 0, flags: 0, restorer: 0, mask: 0, compat_sigaction: None, mask_extended: None });
+            out.push(pb::SaEntry {
+                sigaction: 0,
+                flags: 0,
+                restorer: 0,
+                mask: 0,
+                compat_sigaction: None,
+                mask_extended: None,
+            });
             continue;
         }
-        let old = inj.scratch().add(SA_OFF);
-        inj.syscall("read sigaction", libc::SYS_rt_sigaction, &[sig, 0, old.0, 8])?;
+        let old = inj.scratch().offset(SA_OFF);
+        inj.syscall(
+            "read sigaction",
+            libc::SYS_rt_sigaction,
+            &[sig, 0, old.0, 8],
+        )?;
         let b = inj.read_scratch(SA_OFF, 32)?;
-        let w = |i: usize| u64::from_ne_bytes([b[i], b[i + 1], b[i + 2], b[i + 3], b[i + 4], b[i + 5], b[i + 6], b[i + 7]]);
-        out.push(pb::SaEntry { sigaction: w(0), flags: w(8), restorer: w(16), mask: w(24), compat_sigaction: None, mask_extended: None });
+        let w = |i: usize| {
+            u64::from_ne_bytes([
+                b[i],
+                b[i + 1],
+                b[i + 2],
+                b[i + 3],
+                b[i + 4],
+                b[i + 5],
+                b[i + 6],
+                b[i + 7],
+            ])
+        };
+        out.push(pb::SaEntry {
+            sigaction: w(0),
+            flags: w(8),
+            restorer: w(16),
+            mask: w(24),
+            compat_sigaction: None,
+            mask_extended: None,
+        });
     }
     Ok(out)
 }
@@ -53,20 +82,28 @@ pub fn restore_sigactions(inj: &Injector, sas: &[pb::SaEntry]) -> Result<()> {
             b.extend_from_slice(&v.to_ne_bytes());
         }
         let act = inj.write_scratch(SA_OFF, &b)?;
-        inj.syscall(&format!("set sigaction of signal {sig}"), libc::SYS_rt_sigaction, &[sig, act.0, 0, 8])?;
+        inj.syscall(
+            &format!("set sigaction of signal {sig}"),
+            libc::SYS_rt_sigaction,
+            &[sig, act.0, 0, 8],
+        )?;
     }
     Ok(())
 }
 
 /// The alternate signal stack of the task.
 pub fn dump_sigaltstack(inj: &Injector) -> Result<pb::ThreadSasEntry> {
-    let old = inj.scratch().add(SA_OFF);
+    let old = inj.scratch().offset(SA_OFF);
     inj.syscall("read sigaltstack", libc::SYS_sigaltstack, &[0, old.0])?;
     let b = inj.read_scratch(SA_OFF, 24)?;
     let sp = u64::from_ne_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
     let flags = u32::from_ne_bytes([b[8], b[9], b[10], b[11]]);
     let size = u64::from_ne_bytes([b[16], b[17], b[18], b[19], b[20], b[21], b[22], b[23]]);
-    Ok(pb::ThreadSasEntry { ss_sp: sp, ss_size: size, ss_flags: flags })
+    Ok(pb::ThreadSasEntry {
+        ss_sp: sp,
+        ss_size: size,
+        ss_flags: flags,
+    })
 }
 
 /// Set the alternate signal stack (SS_ONSTACK is a state, not a flag one can set). A disabled
@@ -87,9 +124,20 @@ pub fn restore_sigaltstack(inj: &Injector, sas: &pb::ThreadSasEntry) -> Result<(
 
 /// The queued signals of the thread (`shared = false`) or process.
 pub fn dump_pending(pid: Pid, shared: bool) -> Result<pb::SignalQueueEntry> {
-    let flags = if shared { ptrace::PTRACE_PEEKSIGINFO_SHARED } else { 0 };
+    let flags = if shared {
+        ptrace::PTRACE_PEEKSIGINFO_SHARED
+    } else {
+        0
+    };
     let q = ptrace::peek_siginfo(pid, flags).task_ctx("peek queued signals", pid)?;
-    Ok(pb::SignalQueueEntry { signals: q.iter().map(|si| pb::SiginfoEntry { siginfo: si.to_vec() }).collect() })
+    Ok(pb::SignalQueueEntry {
+        signals: q
+            .iter()
+            .map(|si| pb::SiginfoEntry {
+                siginfo: si.to_vec(),
+            })
+            .collect(),
+    })
 }
 
 /// Queue `q` again in the puppet (all signals must be blocked in it).
@@ -101,9 +149,17 @@ pub fn restore_pending(inj: &Injector, q: &pb::SignalQueueEntry, shared: bool) -
         let signo = u32::from_ne_bytes([info[0], info[1], info[2], info[3]]) as u64;
         let p = inj.write_scratch(SA_OFF, &info)?;
         if shared {
-            inj.syscall(&format!("queue signal {signo}"), libc::SYS_rt_sigqueueinfo, &[pid.0 as u64, signo, p.0])?;
+            inj.syscall(
+                &format!("queue signal {signo}"),
+                libc::SYS_rt_sigqueueinfo,
+                &[pid.0 as u64, signo, p.0],
+            )?;
         } else {
-            inj.syscall(&format!("queue signal {signo}"), libc::SYS_rt_tgsigqueueinfo, &[pid.0 as u64, pid.0 as u64, signo, p.0])?;
+            inj.syscall(
+                &format!("queue signal {signo}"),
+                libc::SYS_rt_tgsigqueueinfo,
+                &[pid.0 as u64, pid.0 as u64, signo, p.0],
+            )?;
         }
     }
     Ok(())

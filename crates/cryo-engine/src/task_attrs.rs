@@ -25,17 +25,29 @@ const PR_GET_TID_ADDRESS: u64 = 40;
 const RSEQ_FLAG_UNREGISTER: u64 = 1;
 
 fn word(b: &[u8], i: usize) -> u64 {
-    u64::from_ne_bytes([b[i], b[i + 1], b[i + 2], b[i + 3], b[i + 4], b[i + 5], b[i + 6], b[i + 7]])
+    u64::from_ne_bytes([
+        b[i],
+        b[i + 1],
+        b[i + 2],
+        b[i + 3],
+        b[i + 4],
+        b[i + 5],
+        b[i + 6],
+        b[i + 7],
+    ])
 }
 
 /// Read all rlimits of the task.
 pub fn dump_rlimits(inj: &Injector) -> Result<pb::TaskRlimitsEntry> {
     let mut rlimits = Vec::new();
     for res in 0..RLIM_NLIMITS {
-        let p = inj.scratch().add(OFF);
+        let p = inj.scratch().offset(OFF);
         inj.syscall("read rlimit", libc::SYS_prlimit64, &[0, res, 0, p.0])?;
         let b = inj.read_scratch(OFF, 16)?;
-        rlimits.push(pb::RlimitEntry { cur: word(&b, 0), max: word(&b, 8) });
+        rlimits.push(pb::RlimitEntry {
+            cur: word(&b, 0),
+            max: word(&b, 8),
+        });
     }
     Ok(pb::TaskRlimitsEntry { rlimits })
 }
@@ -46,7 +58,11 @@ pub fn restore_rlimits(inj: &Injector, r: &pb::TaskRlimitsEntry) -> Result<()> {
         let mut b = l.cur.to_ne_bytes().to_vec();
         b.extend_from_slice(&l.max.to_ne_bytes());
         let p = inj.write_scratch(OFF, &b)?;
-        inj.syscall(&format!("set rlimit {res} to {}/{}", l.cur, l.max), libc::SYS_prlimit64, &[0, res as u64, p.0, 0])?;
+        inj.syscall(
+            &format!("set rlimit {res} to {}/{}", l.cur, l.max),
+            libc::SYS_prlimit64,
+            &[0, res as u64, p.0, 0],
+        )?;
     }
     Ok(())
 }
@@ -56,7 +72,11 @@ fn prctl_get_ptr(inj: &Injector, what: &str, option: u64, len: usize) -> Result<
     inj.write_scratch(OFF, &[0u8; 8])?;
     inj.syscall(what, libc::SYS_prctl, &[option, inj.scratch().0, 0, 0, 0])?;
     let b = inj.read_scratch(OFF, 8)?;
-    Ok(if len == 4 { u64::from(u32::from_ne_bytes([b[0], b[1], b[2], b[3]])) } else { word(&b, 0) })
+    Ok(if len == 4 {
+        u64::from(u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+    } else {
+        word(&b, 0)
+    })
 }
 
 /// Per-thread attributes cryo can only get from inside or through ptrace.
@@ -78,11 +98,17 @@ pub struct ThreadAttrs {
 pub fn dump_thread_attrs(inj: &Injector) -> Result<ThreadAttrs> {
     let pid = inj.pid();
     Ok(ThreadAttrs {
-        pdeath_sig: prctl_get_ptr(inj, "read pdeath signal", libc::PR_GET_PDEATHSIG as u64, 4)? as u32,
+        pdeath_sig: prctl_get_ptr(inj, "read pdeath signal", libc::PR_GET_PDEATHSIG as u64, 4)?
+            as u32,
         clear_tid_addr: prctl_get_ptr(inj, "read tid address", PR_GET_TID_ADDRESS, 8)?,
         robust: task::get_robust_list(pid).task_ctx("read robust futex list", pid)?,
         rseq: ptrace::get_rseq_configuration(pid).task_ctx("read rseq configuration", pid)?,
-        child_subreaper: prctl_get_ptr(inj, "read child subreaper", libc::PR_GET_CHILD_SUBREAPER as u64, 4)? != 0,
+        child_subreaper: prctl_get_ptr(
+            inj,
+            "read child subreaper",
+            libc::PR_GET_CHILD_SUBREAPER as u64,
+            4,
+        )? != 0,
     })
 }
 
@@ -94,36 +120,78 @@ pub fn unregister_inherited_rseq(inj: &Injector) -> Result<()> {
         inj.syscall(
             "unregister inherited rseq",
             libc::SYS_rseq,
-            &[conf.rseq_abi_pointer, u64::from(conf.rseq_abi_size), RSEQ_FLAG_UNREGISTER, u64::from(conf.signature)],
+            &[
+                conf.rseq_abi_pointer,
+                u64::from(conf.rseq_abi_size),
+                RSEQ_FLAG_UNREGISTER,
+                u64::from(conf.signature),
+            ],
         )?;
     }
     Ok(())
 }
 
 /// Restore the per-thread attributes of `tc` (and `clear_tid_addr`) in the puppet.
-pub fn restore_thread_attrs(inj: &Injector, tc: &pb::ThreadCoreEntry, clear_tid_addr: u64) -> Result<()> {
+pub fn restore_thread_attrs(
+    inj: &Injector,
+    tc: &pb::ThreadCoreEntry,
+    clear_tid_addr: u64,
+) -> Result<()> {
     if let Some(sig) = tc.pdeath_sig.filter(|&s| s != 0) {
-        inj.syscall("set pdeath signal", libc::SYS_prctl, &[libc::PR_SET_PDEATHSIG as u64, u64::from(sig), 0, 0, 0])?;
+        inj.syscall(
+            "set pdeath signal",
+            libc::SYS_prctl,
+            &[libc::PR_SET_PDEATHSIG as u64, u64::from(sig), 0, 0, 0],
+        )?;
     }
     if tc.futex_rla != 0 {
-        inj.syscall("set robust futex list", libc::SYS_set_robust_list, &[tc.futex_rla, u64::from(tc.futex_rla_len)])?;
+        inj.syscall(
+            "set robust futex list",
+            libc::SYS_set_robust_list,
+            &[tc.futex_rla, u64::from(tc.futex_rla_len)],
+        )?;
     }
-    inj.syscall("set tid address", libc::SYS_set_tid_address, &[clear_tid_addr])?;
+    inj.syscall(
+        "set tid address",
+        libc::SYS_set_tid_address,
+        &[clear_tid_addr],
+    )?;
     if let Some(policy) = tc.sched_policy {
         let prio = tc.sched_prio.unwrap_or(0);
         let p = inj.write_scratch(OFF, &prio.to_ne_bytes())?;
-        inj.syscall("set scheduling policy", libc::SYS_sched_setscheduler, &[0, u64::from(policy), p.0])?;
+        inj.syscall(
+            "set scheduling policy",
+            libc::SYS_sched_setscheduler,
+            &[0, u64::from(policy), p.0],
+        )?;
     }
     if let Some(nice) = tc.sched_nice {
-        inj.syscall("set nice", libc::SYS_setpriority, &[libc::PRIO_PROCESS as u64, 0, nice as i64 as u64])?;
+        inj.syscall(
+            "set nice",
+            libc::SYS_setpriority,
+            &[libc::PRIO_PROCESS as u64, 0, nice as i64 as u64],
+        )?;
     }
     if let Some(comm) = &tc.comm {
         let p = inj.write_cstr(OFF, comm)?;
-        inj.syscall("set comm", libc::SYS_prctl, &[libc::PR_SET_NAME as u64, p.0, 0, 0, 0])?;
+        inj.syscall(
+            "set comm",
+            libc::SYS_prctl,
+            &[libc::PR_SET_NAME as u64, p.0, 0, 0, 0],
+        )?;
     }
     if let Some(r) = &tc.rseq_entry {
         if r.rseq_abi_pointer != 0 {
-            inj.syscall("register rseq", libc::SYS_rseq, &[r.rseq_abi_pointer, u64::from(r.rseq_abi_size), 0, u64::from(r.signature)])?;
+            inj.syscall(
+                "register rseq",
+                libc::SYS_rseq,
+                &[
+                    r.rseq_abi_pointer,
+                    u64::from(r.rseq_abi_size),
+                    0,
+                    u64::from(r.signature),
+                ],
+            )?;
         }
     }
     Ok(())
@@ -139,16 +207,31 @@ pub fn dump_sched(pid: Pid) -> Result<(u32, u32, i32)> {
 /// The personality of `pid`.
 pub fn dump_personality(pid: Pid) -> Result<u32> {
     let path = format!("/proc/{pid}/personality");
-    let s = std::fs::read_to_string(&path).map_err(|source| Error::Path { what: "read".into(), path: path.clone(), source })?;
-    u32::from_str_radix(s.trim(), 16).map_err(|_| Error::BadImage { image: path, what: format!("bad personality {s:?}") })
+    let s = std::fs::read_to_string(&path).map_err(|source| Error::Path {
+        what: "read".into(),
+        path: path.clone(),
+        source,
+    })?;
+    u32::from_str_radix(s.trim(), 16).map_err(|_| Error::BadImage {
+        image: path,
+        what: format!("bad personality {s:?}"),
+    })
 }
 
 /// Set personality, umask and the process-wide prctl bits in the puppet.
 pub fn restore_process_attrs(inj: &Injector, tc: &pb::TaskCoreEntry, umask: u32) -> Result<()> {
-    inj.syscall("set personality", libc::SYS_personality, &[u64::from(tc.personality)])?;
+    inj.syscall(
+        "set personality",
+        libc::SYS_personality,
+        &[u64::from(tc.personality)],
+    )?;
     inj.syscall("set umask", libc::SYS_umask, &[u64::from(umask)])?;
     if tc.child_subreaper == Some(true) {
-        inj.syscall("set child subreaper", libc::SYS_prctl, &[libc::PR_SET_CHILD_SUBREAPER as u64, 1, 0, 0, 0])?;
+        inj.syscall(
+            "set child subreaper",
+            libc::SYS_prctl,
+            &[libc::PR_SET_CHILD_SUBREAPER as u64, 1, 0, 0, 0],
+        )?;
     }
     Ok(())
 }
@@ -157,10 +240,24 @@ pub fn restore_process_attrs(inj: &Injector, tc: &pb::TaskCoreEntry, umask: u32)
 pub fn dump_fs(pid: Pid, files: &mut RegFiles, umask: u32) -> Result<pb::FsEntry> {
     let mut id_of = |which: &str| -> Result<u32> {
         let link_path = format!("/proc/{pid}/{which}");
-        let target = std::fs::read_link(&link_path).map_err(|source| Error::Path { what: "read link".into(), path: link_path.clone(), source })?;
-        files.add(pid, &link_path, &target.to_string_lossy(), (libc::O_RDONLY | libc::O_DIRECTORY) as u32, 0)
+        let target = std::fs::read_link(&link_path).map_err(|source| Error::Path {
+            what: "read link".into(),
+            path: link_path.clone(),
+            source,
+        })?;
+        files.add(
+            pid,
+            &link_path,
+            &target.to_string_lossy(),
+            (libc::O_RDONLY | libc::O_DIRECTORY) as u32,
+            0,
+        )
     };
-    Ok(pb::FsEntry { cwd_id: id_of("cwd")?, root_id: id_of("root")?, umask: Some(umask) })
+    Ok(pb::FsEntry {
+        cwd_id: id_of("cwd")?,
+        root_id: id_of("root")?,
+        umask: Some(umask),
+    })
 }
 
 /// chdir/chroot the puppet.

@@ -10,7 +10,10 @@ pub fn xsave_component(i: u32) -> Option<(usize, usize)> {
     #[allow(unused_unsafe)]
     // SAFETY: CPUID is available on every x86_64 CPU and has no side effects.
     let (sup, comp) = unsafe {
-        (core::arch::x86_64::__cpuid_count(0xd, 0), core::arch::x86_64::__cpuid_count(0xd, i))
+        (
+            core::arch::x86_64::__cpuid_count(0xd, 0),
+            core::arch::x86_64::__cpuid_count(0xd, i),
+        )
     };
     let supported = (u64::from(sup.edx) << 32) | u64::from(sup.eax);
     if supported & (1u64 << i) == 0 || comp.eax == 0 {

@@ -12,5 +12,6 @@ pub mod remote;
 pub mod signal;
 pub mod task;
 pub mod types;
+pub mod uffd;
 
 pub use types::{Pid, RemoteAddr, RemoteFd, PAGE_SIZE};

@@ -10,8 +10,14 @@ use std::os::unix::fs::FileExt;
 /// Read `buf.len()` bytes at `addr` with process_vm_readv; returns the bytes read (short at an
 /// inaccessible page).
 pub fn read(pid: Pid, addr: RemoteAddr, buf: &mut [u8]) -> io::Result<usize> {
-    let local = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
-    let remote = libc::iovec { iov_base: addr.0 as *mut libc::c_void, iov_len: buf.len() };
+    let local = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    let remote = libc::iovec {
+        iov_base: addr.0 as *mut libc::c_void,
+        iov_len: buf.len(),
+    };
     // SAFETY: local describes buf, writable for its length; remote is only an address in the
     // other process, never dereferenced here.
     let n = unsafe { libc::process_vm_readv(pid.0, &local, 1, &remote, 1, 0) };
@@ -24,8 +30,14 @@ pub fn read(pid: Pid, addr: RemoteAddr, buf: &mut [u8]) -> io::Result<usize> {
 /// Write `buf` at `addr` with process_vm_writev (the pages must be writable in the task);
 /// returns the bytes written. Changes the task's memory.
 pub fn write(pid: Pid, addr: RemoteAddr, buf: &[u8]) -> io::Result<usize> {
-    let local = libc::iovec { iov_base: buf.as_ptr() as *mut libc::c_void, iov_len: buf.len() };
-    let remote = libc::iovec { iov_base: addr.0 as *mut libc::c_void, iov_len: buf.len() };
+    let local = libc::iovec {
+        iov_base: buf.as_ptr() as *mut libc::c_void,
+        iov_len: buf.len(),
+    };
+    let remote = libc::iovec {
+        iov_base: addr.0 as *mut libc::c_void,
+        iov_len: buf.len(),
+    };
     // SAFETY: local describes buf, readable for its length (the kernel does not write to it);
     // remote is an address in the other process.
     let n = unsafe { libc::process_vm_writev(pid.0, &local, 1, &remote, 1, 0) };
@@ -39,7 +51,10 @@ pub fn write(pid: Pid, addr: RemoteAddr, buf: &[u8]) -> io::Result<usize> {
 pub fn write_all(pid: Pid, addr: RemoteAddr, buf: &[u8]) -> io::Result<()> {
     let n = write(pid, addr, buf)?;
     if n != buf.len() {
-        return Err(io::Error::other(format!("short write to pid {pid} at {addr}: {n} of {}", buf.len())));
+        return Err(io::Error::other(format!(
+            "short write to pid {pid} at {addr}: {n} of {}",
+            buf.len()
+        )));
     }
     Ok(())
 }
@@ -48,7 +63,10 @@ pub fn write_all(pid: Pid, addr: RemoteAddr, buf: &[u8]) -> io::Result<()> {
 pub fn read_exact(pid: Pid, addr: RemoteAddr, buf: &mut [u8]) -> io::Result<()> {
     let n = read(pid, addr, buf)?;
     if n != buf.len() {
-        return Err(io::Error::other(format!("short read from pid {pid} at {addr}: {n} of {}", buf.len())));
+        return Err(io::Error::other(format!(
+            "short read from pid {pid} at {addr}: {n} of {}",
+            buf.len()
+        )));
     }
     Ok(())
 }
@@ -62,7 +80,10 @@ pub struct ProcMem {
 impl ProcMem {
     /// Open /proc/PID/mem for reading and writing.
     pub fn open(pid: Pid) -> io::Result<ProcMem> {
-        let file = std::fs::OpenOptions::new().read(true).write(true).open(format!("/proc/{pid}/mem"))?;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(format!("/proc/{pid}/mem"))?;
         Ok(ProcMem { file })
     }
 

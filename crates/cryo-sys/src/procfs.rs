@@ -27,12 +27,18 @@ pub enum ProcError {
 }
 
 fn parse_err(path: &str, what: impl Into<String>) -> ProcError {
-    ProcError::Parse { path: path.to_string(), what: what.into() }
+    ProcError::Parse {
+        path: path.to_string(),
+        what: what.into(),
+    }
 }
 
 /// Read a whole /proc file as text.
 pub fn read_text(path: &str) -> Result<String, ProcError> {
-    std::fs::read_to_string(path).map_err(|source| ProcError::Io { path: path.to_string(), source })
+    std::fs::read_to_string(path).map_err(|source| ProcError::Io {
+        path: path.to_string(),
+        source,
+    })
 }
 
 /// One line of /proc/PID/maps (plus the VmFlags of smaps when read from there).
@@ -177,6 +183,8 @@ pub struct Stat {
     pub end_code: u64,
     /// Bottom of the stack.
     pub start_stack: u64,
+    /// The CPU the task last ran on.
+    pub processor: i64,
     /// Real-time priority.
     pub rt_priority: u64,
     /// Scheduling policy.
@@ -206,18 +214,27 @@ pub fn parse_stat(text: &str, path: &str) -> Result<Stat, ProcError> {
     if close < open {
         return Err(parse_err(path, "bad comm"));
     }
-    let pid = text[..open].trim().parse().map_err(|_| parse_err(path, "bad pid"))?;
+    let pid = text[..open]
+        .trim()
+        .parse()
+        .map_err(|_| parse_err(path, "bad pid"))?;
     let comm = text[open + 1..close].to_string();
     let f: Vec<&str> = text[close + 1..].split_whitespace().collect();
     // f[0] is field 3 (state); field N is f[N - 3].
     let get = |n: usize| -> Result<&str, ProcError> {
-        f.get(n - 3).copied().ok_or_else(|| parse_err(path, format!("no field {n}")))
+        f.get(n - 3)
+            .copied()
+            .ok_or_else(|| parse_err(path, format!("no field {n}")))
     };
     let num = |n: usize| -> Result<i64, ProcError> {
-        get(n)?.parse::<i64>().map_err(|_| parse_err(path, format!("bad field {n}")))
+        get(n)?
+            .parse::<i64>()
+            .map_err(|_| parse_err(path, format!("bad field {n}")))
     };
     let unum = |n: usize| -> Result<u64, ProcError> {
-        get(n)?.parse::<u64>().map_err(|_| parse_err(path, format!("bad field {n}")))
+        get(n)?
+            .parse::<u64>()
+            .map_err(|_| parse_err(path, format!("bad field {n}")))
     };
     Ok(Stat {
         pid,
@@ -232,6 +249,7 @@ pub fn parse_stat(text: &str, path: &str) -> Result<Stat, ProcError> {
         start_code: unum(26)?,
         end_code: unum(27)?,
         start_stack: unum(28)?,
+        processor: num(39)?,
         rt_priority: unum(40)?,
         policy: unum(41)?,
         start_data: unum(45)?,
@@ -286,11 +304,17 @@ pub struct Status {
 pub fn parse_status(text: &str, path: &str) -> Result<Status, ProcError> {
     let mut st = Status::default();
     for line in text.lines() {
-        let Some((key, val)) = line.split_once(':') else { continue };
+        let Some((key, val)) = line.split_once(':') else {
+            continue;
+        };
         let val = val.trim();
         let bad = || parse_err(path, format!("bad {key} line {val:?}"));
         let ids = |v: &str| -> Result<[u32; 4], ProcError> {
-            let n: Vec<u32> = v.split_whitespace().map(|x| x.parse::<u32>()).collect::<Result<_, _>>().map_err(|_| bad())?;
+            let n: Vec<u32> = v
+                .split_whitespace()
+                .map(|x| x.parse::<u32>())
+                .collect::<Result<_, _>>()
+                .map_err(|_| bad())?;
             n.try_into().map_err(|_| bad())
         };
         let hex = |v: &str| u64::from_str_radix(v, 16).map_err(|_| bad());
@@ -298,7 +322,11 @@ pub fn parse_status(text: &str, path: &str) -> Result<Status, ProcError> {
             "Uid" => st.uids = ids(val)?,
             "Gid" => st.gids = ids(val)?,
             "Groups" => {
-                st.groups = val.split_whitespace().map(|x| x.parse::<u32>()).collect::<Result<_, _>>().map_err(|_| bad())?
+                st.groups = val
+                    .split_whitespace()
+                    .map(|x| x.parse::<u32>())
+                    .collect::<Result<_, _>>()
+                    .map_err(|_| bad())?
             }
             "CapInh" => st.cap_inh = hex(val)?,
             "CapPrm" => st.cap_prm = hex(val)?,
@@ -339,7 +367,9 @@ pub struct FdInfo {
 pub fn parse_fdinfo(text: &str, path: &str) -> Result<FdInfo, ProcError> {
     let mut fi = FdInfo::default();
     for line in text.lines() {
-        let Some((key, val)) = line.split_once(':') else { continue };
+        let Some((key, val)) = line.split_once(':') else {
+            continue;
+        };
         let val = val.trim();
         let bad = || parse_err(path, format!("bad {key} line {val:?}"));
         match key {
@@ -382,16 +412,22 @@ pub struct TimerInfo {
 pub fn parse_timers(text: &str, path: &str) -> Result<Vec<TimerInfo>, ProcError> {
     let mut out: Vec<TimerInfo> = Vec::new();
     for line in text.lines() {
-        let Some((key, val)) = line.split_once(':') else { continue };
+        let Some((key, val)) = line.split_once(':') else {
+            continue;
+        };
         let val = val.trim();
         let bad = || parse_err(path, format!("bad {key} line {val:?}"));
         match key {
-            "ID" => out.push(TimerInfo { id: val.parse().map_err(|_| bad())?, ..Default::default() }),
+            "ID" => out.push(TimerInfo {
+                id: val.parse().map_err(|_| bad())?,
+                ..Default::default()
+            }),
             "signal" => {
                 let t = out.last_mut().ok_or_else(bad)?;
                 let (sig, v) = val.split_once('/').ok_or_else(bad)?;
                 t.signo = sig.parse().map_err(|_| bad())?;
-                t.sigval = u64::from_str_radix(v.trim_start_matches("0x"), 16).map_err(|_| bad())?;
+                t.sigval =
+                    u64::from_str_radix(v.trim_start_matches("0x"), 16).map_err(|_| bad())?;
             }
             "notify" => {
                 let t = out.last_mut().ok_or_else(bad)?;
@@ -402,7 +438,9 @@ pub fn parse_timers(text: &str, path: &str) -> Result<Vec<TimerInfo>, ProcError>
                     t.notify_tid = n.parse().map_err(|_| bad())?;
                 }
             }
-            "ClockID" => out.last_mut().ok_or_else(bad)?.clock_id = val.parse().map_err(|_| bad())?,
+            "ClockID" => {
+                out.last_mut().ok_or_else(bad)?.clock_id = val.parse().map_err(|_| bad())?
+            }
             _ => {}
         }
     }
@@ -418,17 +456,29 @@ pub fn read_timers(pid: Pid) -> Result<Vec<TimerInfo>, ProcError> {
 /// The auxiliary vector of `pid` (/proc/PID/auxv) as pairs of words, ending with AT_NULL.
 pub fn read_auxv(pid: Pid) -> Result<Vec<u64>, ProcError> {
     let path = format!("/proc/{pid}/auxv");
-    let bytes = std::fs::read(&path).map_err(|source| ProcError::Io { path: path.clone(), source })?;
-    Ok(bytes.chunks_exact(8).map(|c| u64::from_ne_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])).collect())
+    let bytes = std::fs::read(&path).map_err(|source| ProcError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    Ok(bytes
+        .chunks_exact(8)
+        .map(|c| u64::from_ne_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+        .collect())
 }
 
 /// The thread IDs of `pid` (/proc/PID/task).
 pub fn read_threads(pid: Pid) -> Result<Vec<Pid>, ProcError> {
     let path = format!("/proc/{pid}/task");
-    let dir = std::fs::read_dir(&path).map_err(|source| ProcError::Io { path: path.clone(), source })?;
+    let dir = std::fs::read_dir(&path).map_err(|source| ProcError::Io {
+        path: path.clone(),
+        source,
+    })?;
     let mut out = Vec::new();
     for e in dir {
-        let e = e.map_err(|source| ProcError::Io { path: path.clone(), source })?;
+        let e = e.map_err(|source| ProcError::Io {
+            path: path.clone(),
+            source,
+        })?;
         if let Some(n) = e.file_name().to_str().and_then(|s| s.parse().ok()) {
             out.push(Pid(n));
         }
@@ -443,7 +493,8 @@ mod tests {
 
     #[test]
     fn maps_and_smaps() {
-        let text = "55d0c0a00000-55d0c0a21000 rw-p 00000000 00:00 0                          [heap]\n\
+        let text =
+            "55d0c0a00000-55d0c0a21000 rw-p 00000000 00:00 0                          [heap]\n\
 7f0000000000-7f0000001000 r-xs 00002000 fe:01 1234   /tmp/a file (deleted)\n\
 Size:                  4 kB\n\
 VmFlags: rd ex sh mr mw me ms\n\
@@ -454,7 +505,10 @@ VmFlags: rd ex sh mr mw me ms\n\
         assert_eq!(m[0].path, "[heap]");
         assert!(m[1].shared && m[1].exec && !m[1].write);
         assert_eq!(m[1].offset, 0x2000);
-        assert_eq!((m[1].dev_major, m[1].dev_minor, m[1].inode), (0xfe, 1, 1234));
+        assert_eq!(
+            (m[1].dev_major, m[1].dev_minor, m[1].inode),
+            (0xfe, 1, 1234)
+        );
         assert_eq!(m[1].path, "/tmp/a file (deleted)");
         assert!(m[1].has_flag("sh"));
         assert_eq!(m[2].path, "");
@@ -494,6 +548,9 @@ VmFlags: rd ex sh mr mw me ms\n\
         let t = parse_timers("ID: 0\nsignal: 14/0000000000c0ffee\nnotify: signal/pid.1234\nClockID: 1\nID: 1\nsignal: 10/0000000000000000\nnotify: thread/tid.99\nClockID: 0\n", "x").unwrap();
         assert_eq!(t.len(), 2);
         assert_eq!((t[0].signo, t[0].sigval, t[0].clock_id), (14, 0xc0ffee, 1));
-        assert_eq!((t[1].notify.as_str(), t[1].notify_tid, t[1].notify_thread_id), ("thread", 99, true));
+        assert_eq!(
+            (t[1].notify.as_str(), t[1].notify_tid, t[1].notify_thread_id),
+            ("thread", 99, true)
+        );
     }
 }

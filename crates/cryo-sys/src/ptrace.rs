@@ -96,7 +96,10 @@ impl WaitStatus {
         } else if libc::WIFSIGNALED(status) {
             WaitStatus::Signaled(libc::WTERMSIG(status))
         } else if libc::WIFSTOPPED(status) {
-            WaitStatus::Stopped { sig: libc::WSTOPSIG(status), event: (status >> 16) & 0xff }
+            WaitStatus::Stopped {
+                sig: libc::WSTOPSIG(status),
+                event: (status >> 16) & 0xff,
+            }
         } else {
             WaitStatus::Continued
         }
@@ -156,7 +159,10 @@ pub fn set_regs(pid: Pid, regs: &Regs) -> io::Result<()> {
 /// Read the whole XSAVE area (`NT_X86_XSTATE`, standard format), sized by the kernel.
 pub fn get_xstate(pid: Pid) -> io::Result<Vec<u8>> {
     let mut buf = vec![0u8; XSTATE_MAX];
-    let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
     // SAFETY: iov describes buf, which outlives the call; the kernel shrinks iov_len.
     check(unsafe { libc::ptrace(libc::PTRACE_GETREGSET, pid.0, NT_X86_XSTATE, &mut iov) })?;
     buf.truncate(iov.iov_len);
@@ -166,7 +172,10 @@ pub fn get_xstate(pid: Pid) -> io::Result<Vec<u8>> {
 /// Write the XSAVE area (`NT_X86_XSTATE`). Changes the task's FPU/vector state.
 pub fn set_xstate(pid: Pid, xstate: &[u8]) -> io::Result<()> {
     let mut buf = xstate.to_vec();
-    let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
     // SAFETY: iov describes buf, which outlives the call.
     check(unsafe { libc::ptrace(libc::PTRACE_SETREGSET, pid.0, NT_X86_XSTATE, &mut iov) })?;
     Ok(())
@@ -176,7 +185,14 @@ pub fn set_xstate(pid: Pid, xstate: &[u8]) -> io::Result<()> {
 pub fn get_sigmask(pid: Pid) -> io::Result<u64> {
     let mut mask: u64 = 0;
     // SAFETY: addr is the size of the mask, data a valid out-pointer to 8 bytes.
-    check(unsafe { libc::ptrace(libc::PTRACE_GETSIGMASK, pid.0, 8usize, &mut mask as *mut u64) })?;
+    check(unsafe {
+        libc::ptrace(
+            libc::PTRACE_GETSIGMASK,
+            pid.0,
+            8usize,
+            &mut mask as *mut u64,
+        )
+    })?;
     Ok(mask)
 }
 
@@ -204,10 +220,19 @@ pub fn peek_siginfo(pid: Pid, flags: u32) -> io::Result<Vec<RawSiginfo>> {
     let mut out = Vec::new();
     loop {
         let mut buf = [[0u8; 128]; 32];
-        let args = PeekSiginfoArgs { off: out.len() as u64, flags, nr: buf.len() as i32 };
+        let args = PeekSiginfoArgs {
+            off: out.len() as u64,
+            flags,
+            nr: buf.len() as i32,
+        };
         // SAFETY: args is a valid peeksiginfo_args; buf holds nr siginfo_t slots of 128 bytes.
         let n = check(unsafe {
-            libc::ptrace(libc::PTRACE_PEEKSIGINFO, pid.0, &args as *const PeekSiginfoArgs, buf.as_mut_ptr())
+            libc::ptrace(
+                libc::PTRACE_PEEKSIGINFO,
+                pid.0,
+                &args as *const PeekSiginfoArgs,
+                buf.as_mut_ptr(),
+            )
         })? as usize;
         out.extend_from_slice(&buf[..n.min(buf.len())]);
         if n < buf.len() {

@@ -31,14 +31,24 @@ pub fn spawn_puppet(pid: Option<Pid>) -> io::Result<Pid> {
     let tid: [i32; 1] = [pid.map(|p| p.0).unwrap_or(0)];
     let args = CloneArgs {
         exit_signal: libc::SIGCHLD as u64,
-        set_tid: if pid.is_some() { tid.as_ptr() as u64 } else { 0 },
+        set_tid: if pid.is_some() {
+            tid.as_ptr() as u64
+        } else {
+            0
+        },
         set_tid_size: u64::from(pid.is_some()),
         ..Default::default()
     };
     // SAFETY: args is a valid clone_args of the size passed and tid outlives the call. Without
     // CLONE_VM the child gets a copy of our memory, so nothing of ours is shared; the child only
     // makes raw syscalls below and never returns from this function.
-    let rc = unsafe { libc::syscall(libc::SYS_clone3, &args as *const CloneArgs, std::mem::size_of::<CloneArgs>()) };
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &args as *const CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
     if rc < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -98,7 +108,13 @@ impl Trampoline {
             return Err(io::Error::from_raw_os_error(libc::EEXIST));
         }
         // SAFETY: the region is ours, writable and at least a page long.
-        unsafe { std::ptr::copy_nonoverlapping(TRAMPOLINE_CODE.as_ptr(), p.cast::<u8>(), TRAMPOLINE_CODE.len()) };
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                TRAMPOLINE_CODE.as_ptr(),
+                p.cast::<u8>(),
+                TRAMPOLINE_CODE.len(),
+            )
+        };
         Ok(Trampoline { addr, len })
     }
 
@@ -124,7 +140,10 @@ impl Trampoline {
 
     /// The scratch area (in every puppet): its address and size.
     pub fn scratch(&self) -> (RemoteAddr, u64) {
-        (RemoteAddr(self.addr + SCRATCH_OFFSET), self.len - SCRATCH_OFFSET)
+        (
+            RemoteAddr(self.addr + SCRATCH_OFFSET),
+            self.len - SCRATCH_OFFSET,
+        )
     }
 }
 

@@ -28,7 +28,11 @@ impl RemoteTask {
     /// injected syscall from (the task's own, normalised), `syscall_ip` the address of a
     /// `syscall` instruction in its address space.
     pub fn new(pid: Pid, base: Regs, syscall_ip: RemoteAddr) -> RemoteTask {
-        RemoteTask { pid, base, syscall_ip }
+        RemoteTask {
+            pid,
+            base,
+            syscall_ip,
+        }
     }
 
     /// The task driven.
@@ -92,7 +96,9 @@ impl RemoteTask {
         ptrace::syscall(self.pid, 0)?;
         loop {
             match ptrace::wait(self.pid)? {
-                WaitStatus::Stopped { sig: SYSCALL_STOP, .. } => return Ok(()),
+                WaitStatus::Stopped {
+                    sig: SYSCALL_STOP, ..
+                } => return Ok(()),
                 // A group-stop or interrupt notification while we drive the task: keep going.
                 WaitStatus::Stopped { sig, event } if event != 0 || sig == libc::SIGSTOP => {
                     ptrace::syscall(self.pid, 0)?;
@@ -123,5 +129,7 @@ impl RemoteTask {
 
 /// Find a `syscall` instruction (0f 05) in `code`, which was read from `base`.
 pub fn find_syscall_insn(code: &[u8], base: RemoteAddr) -> Option<RemoteAddr> {
-    code.windows(2).position(|w| w == [0x0f, 0x05]).map(|off| base.add(off as u64))
+    code.windows(2)
+        .position(|w| w == [0x0f, 0x05])
+        .map(|off| base.offset(off as u64))
 }

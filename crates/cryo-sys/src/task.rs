@@ -43,7 +43,13 @@ pub fn get_sched(pid: Pid) -> io::Result<(u32, u32)> {
     let policy = check(unsafe { libc::syscall(libc::SYS_sched_getscheduler, pid.0) })?;
     let mut param = libc::sched_param { sched_priority: 0 };
     // SAFETY: param is a valid out-pointer.
-    check(unsafe { libc::syscall(libc::SYS_sched_getparam, pid.0, &mut param as *mut libc::sched_param) })?;
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_sched_getparam,
+            pid.0,
+            &mut param as *mut libc::sched_param,
+        )
+    })?;
     Ok((policy as u32, param.sched_priority as u32))
 }
 
@@ -52,7 +58,14 @@ pub fn get_robust_list(pid: Pid) -> io::Result<(u64, u64)> {
     let mut head: u64 = 0;
     let mut len: usize = 0;
     // SAFETY: both out-pointers are valid for the call.
-    check(unsafe { libc::syscall(libc::SYS_get_robust_list, pid.0, &mut head as *mut u64, &mut len as *mut usize) })?;
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_get_robust_list,
+            pid.0,
+            &mut head as *mut u64,
+            &mut len as *mut usize,
+        )
+    })?;
     Ok((head, len as u64))
 }
 
@@ -89,4 +102,46 @@ pub fn wait_pid(pid: Pid) -> io::Result<i32> {
         }
         return Ok(status);
     }
+}
+
+/// The CPUs `pid` may run on (sched_getaffinity(2); 0 = the calling thread).
+pub fn get_affinity(pid: Pid) -> io::Result<Vec<usize>> {
+    // SAFETY: cpu_set_t is plain data.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: set is a valid out-pointer of the size passed.
+    let rc =
+        unsafe { libc::sched_getaffinity(pid.0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: set is initialised; CPU_ISSET only reads it.
+    Ok((0..libc::CPU_SETSIZE as usize)
+        .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) })
+        .collect())
+}
+
+/// Let `pid` (0 = the calling thread) run only on `cpus` (sched_setaffinity(2)).
+pub fn set_affinity(pid: Pid, cpus: &[usize]) -> io::Result<()> {
+    // SAFETY: cpu_set_t is plain data.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    for &c in cpus {
+        if c < libc::CPU_SETSIZE as usize {
+            // SAFETY: c is in range; set is a valid cpu_set_t.
+            unsafe { libc::CPU_SET(c, &mut set) };
+        }
+    }
+    // SAFETY: set is a valid cpu_set_t of the size passed.
+    let rc =
+        unsafe { libc::sched_setaffinity(pid.0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The CPU the calling thread runs on now.
+pub fn current_cpu() -> Option<usize> {
+    // SAFETY: no arguments.
+    let c = unsafe { libc::sched_getcpu() };
+    (c >= 0).then_some(c as usize)
 }

@@ -20,7 +20,7 @@ pub struct RemoteAddr(pub u64);
 
 impl RemoteAddr {
     /// This address plus `off` bytes.
-    pub fn add(self, off: u64) -> RemoteAddr {
+    pub fn offset(self, off: u64) -> RemoteAddr {
         RemoteAddr(self.0.wrapping_add(off))
     }
 }

@@ -140,6 +140,11 @@ pub struct DumpArgs {
     #[arg(long = "pidfile", value_name = "FILE")]
     pub pidfile: Option<PathBuf>,
 
+    /// How pre-dumps copy memory (CRIU's splice or read); cryo's own page copy is used either
+    /// way, so the value is only checked
+    #[arg(long = "pre-dump-mode", value_name = "MODE", value_parser = ["splice", "read"])]
+    pub pre_dump_mode: Option<String>,
+
     #[command(flatten)]
     pub common: CommonArgs,
 }
@@ -628,8 +633,11 @@ mod tests {
             "--timeout",
             "10",
             "--leave-stopped",
+            "--pre-dump-mode",
+            "splice",
         ]);
         assert_eq!(d.tree, 42);
+        assert_eq!(d.pre_dump_mode.as_deref(), Some("splice"));
         assert_eq!(d.common.images_dir, PathBuf::from("/tmp/img"));
         assert_eq!(d.common.log_file, Some(PathBuf::from("dump.log")));
         assert_eq!(d.common.verbosity, 4);

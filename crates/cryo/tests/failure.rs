@@ -6,10 +6,10 @@
 //!   SIGTERM. The same holds after a successful `dump -R`.
 //! - SIGINT or SIGTERM to cryo while a dump pauses at a phase (`CRYO_FAULT_PAUSE=<phase>`): cryo
 //!   exits non-zero soon, saying "interrupted", and the task is released as above.
-//! - Bad input (no such pid, missing option, unknown option, missing or empty images directory,
-//!   damaged images) gives a clear error and a non-zero exit, never a panic; an error about a
-//!   damaged image names the image (and the offset where it applies), and a failed restore
-//!   leaves no task behind.
+//! - Bad input (no such pid, a bad pid value, a zombie, missing option, unknown option, missing
+//!   or empty images directory, damaged images) gives a clear error and a non-zero exit, never a
+//!   panic; an error about a damaged image names the image (and the offset where it applies),
+//!   and a failed restore leaves no task behind.
 //! - Images are created 0600; a restore refuses a pid that is in use.
 //!
 //! The tasks are the self-verifying scenarios of `tests/scenarios/` (see `scenarios.rs` for the
@@ -1105,6 +1105,84 @@ fn dump_without_a_pid() {
     out.expect_clean_failure("dump without -t")
         .and_then(|()| out.expect_mentions("dump without -t", &["--tree"]))
         .unwrap_or_else(|e| panic!("{e}"));
+    let _ = fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn dump_with_a_bad_pid_value() {
+    let _serial = serial();
+    let dir = plain_dir("bad-dump-pid-value");
+    for value in ["0", "-1", "abc", "99999999999"] {
+        let out = run_bad(
+            "dump",
+            &[
+                "dump".as_ref(),
+                "-t".as_ref(),
+                value.as_ref(),
+                "-D".as_ref(),
+                dir.as_os_str(),
+            ],
+            &dir,
+        );
+        out.expect_clean_failure(&format!("dump -t {value}"))
+            .and_then(|()| out.expect_mentions(&format!("dump -t {value}"), &[value]))
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let _ = fs::remove_dir_all(&dir);
+}
+
+/// A zombie cannot be dumped: a clear error naming it, and its parent is left alone.
+#[test]
+fn dump_of_a_zombie() {
+    let _serial = serial();
+    let dir = plain_dir("bad-dump-zombie");
+    // `sleep 30` inherits the shell's child, which exits and is never reaped.
+    let mut parent = Command::new("sh")
+        .args(["-c", "sleep 0.1 & exec sleep 30"])
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("start sh");
+    let ppid = parent.id() as i32;
+    let start = Instant::now();
+    let zombie = loop {
+        let children =
+            fs::read_to_string(format!("/proc/{ppid}/task/{ppid}/children")).unwrap_or_default();
+        let z = children
+            .split_whitespace()
+            .filter_map(|p| p.parse::<i32>().ok())
+            .find(|&p| proc_state(p) == Some('Z'));
+        if let Some(z) = z {
+            break z;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no zombie appeared"
+        );
+        sleep(Duration::from_millis(20));
+    };
+    let z = zombie.to_string();
+    let out = run_bad(
+        "dump",
+        &[
+            "dump".as_ref(),
+            "-t".as_ref(),
+            z.as_ref(),
+            "-D".as_ref(),
+            dir.as_os_str(),
+        ],
+        &dir,
+    );
+    let res = out
+        .expect_clean_failure("dump of a zombie")
+        .and_then(|()| out.expect_mentions("dump of a zombie", &[&z]));
+    let parent_ok = alive(ppid) && proc_state(ppid) != Some('T');
+    let _ = parent.kill();
+    let _ = parent.wait();
+    res.unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        parent_ok,
+        "the zombie's parent is not running after the dump"
+    );
     let _ = fs::remove_dir_all(&dir);
 }
 

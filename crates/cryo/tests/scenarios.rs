@@ -603,7 +603,11 @@ impl Case {
             .args(["-d", "--pidfile"])
             .arg(&pidfile)
             .args(["-o", "restore.log", "-v4"])
-            .args(if self.spec.needs_tty() { &["--shell-job"][..] } else { &[] })
+            .args(if self.spec.needs_tty() {
+                &["--shell-job"][..]
+            } else {
+                &[]
+            })
             .current_dir(images)
             .stdin(Stdio::null())
             .stdout(log)

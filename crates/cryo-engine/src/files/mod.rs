@@ -53,10 +53,18 @@ fn is_plain_chardev(meta: &std::fs::Metadata) -> bool {
 /// Dump the fd table of `pid`: the fdinfo entries, with the files added to `files`.
 pub fn dump_fds(pid: Pid, files: &mut RegFiles, shell_job: bool) -> Result<Vec<pb::FdinfoEntry>> {
     let dir = format!("/proc/{pid}/fd");
-    let rd = std::fs::read_dir(&dir).map_err(|source| Error::Path { what: "list fds in".into(), path: dir.clone(), source })?;
+    let rd = std::fs::read_dir(&dir).map_err(|source| Error::Path {
+        what: "list fds in".into(),
+        path: dir.clone(),
+        source,
+    })?;
     let mut fds: Vec<i32> = Vec::new();
     for e in rd {
-        let e = e.map_err(|source| Error::Path { what: "list fds in".into(), path: dir.clone(), source })?;
+        let e = e.map_err(|source| Error::Path {
+            what: "list fds in".into(),
+            path: dir.clone(),
+            source,
+        })?;
         if let Some(n) = e.file_name().to_str().and_then(|s| s.parse().ok()) {
             fds.push(n);
         }
@@ -66,7 +74,11 @@ pub fn dump_fds(pid: Pid, files: &mut RegFiles, shell_job: bool) -> Result<Vec<p
     for fd in fds {
         let link_path = format!("/proc/{pid}/fd/{fd}");
         let link = std::fs::read_link(&link_path)
-            .map_err(|source| Error::Path { what: "read link".into(), path: link_path.clone(), source })?
+            .map_err(|source| Error::Path {
+                what: "read link".into(),
+                path: link_path.clone(),
+                source,
+            })?
             .to_string_lossy()
             .into_owned();
         let meta = std::fs::metadata(&link_path).ok();
@@ -74,14 +86,20 @@ pub fn dump_fds(pid: Pid, files: &mut RegFiles, shell_job: bool) -> Result<Vec<p
         let reopenable = match &meta {
             Some(m) => {
                 let ft = m.file_type();
-                ft.is_file() || ft.is_dir() || (ft.is_char_device() && (is_plain_chardev(m) || shell_job))
+                ft.is_file()
+                    || ft.is_dir()
+                    || (ft.is_char_device() && (is_plain_chardev(m) || shell_job))
             }
             None => false,
         };
         if !reopenable || !link.starts_with('/') {
             return Err(Error::Unsupported(format!(
                 "fd {fd} of pid {pid} ({link}): a {}",
-                if meta.as_ref().map(|m| m.file_type().is_char_device()).unwrap_or(false) {
+                if meta
+                    .as_ref()
+                    .map(|m| m.file_type().is_char_device())
+                    .unwrap_or(false)
+                {
                     "character device other than /dev/null and friends (a terminal needs --shell-job)"
                 } else {
                     describe(&link, meta.as_ref())
@@ -92,7 +110,11 @@ pub fn dump_fds(pid: Pid, files: &mut RegFiles, shell_job: bool) -> Result<Vec<p
         let id = files.add(pid, &link_path, &link, status_flags, info.pos)?;
         out.push(pb::FdinfoEntry {
             id,
-            flags: if info.flags & O_CLOEXEC != 0 { FD_CLOEXEC } else { 0 },
+            flags: if info.flags & O_CLOEXEC != 0 {
+                FD_CLOEXEC
+            } else {
+                0
+            },
             r#type: pb::FdTypes::Reg as i32,
             fd: fd as u32,
             xattr_security_selinux: None,
@@ -103,19 +125,39 @@ pub fn dump_fds(pid: Pid, files: &mut RegFiles, shell_job: bool) -> Result<Vec<p
 
 /// Install the fds of `fdinfos` in the puppet behind `inj`. Every fd cryo left in it was closed
 /// before. Uses scratch offsets from `scratch_off` on.
-pub fn restore_fds(inj: &Injector, fdinfos: &[pb::FdinfoEntry], files: &RegFiles, scratch_off: u64) -> Result<()> {
+pub fn restore_fds(
+    inj: &Injector,
+    fdinfos: &[pb::FdinfoEntry],
+    files: &RegFiles,
+    scratch_off: u64,
+) -> Result<()> {
     for fi in fdinfos {
         if fi.r#type != pb::FdTypes::Reg as i32 {
-            return Err(Error::Unsupported(format!("fd {} of type {}", fi.fd, fi.r#type)));
+            return Err(Error::Unsupported(format!(
+                "fd {} of type {}",
+                fi.fd, fi.r#type
+            )));
         }
         let tmp = files.open_in(inj, fi.id, scratch_off)?;
-        let cloexec = if fi.flags & FD_CLOEXEC != 0 { libc::O_CLOEXEC as u64 } else { 0 };
+        let cloexec = if fi.flags & FD_CLOEXEC != 0 {
+            libc::O_CLOEXEC as u64
+        } else {
+            0
+        };
         if tmp != u64::from(fi.fd) {
             // open(2) returns the lowest free number, never one installed already.
-            inj.syscall("move fd into place", libc::SYS_dup3, &[tmp, u64::from(fi.fd), cloexec])?;
+            inj.syscall(
+                "move fd into place",
+                libc::SYS_dup3,
+                &[tmp, u64::from(fi.fd), cloexec],
+            )?;
             inj.syscall("close fd", libc::SYS_close, &[tmp])?;
         } else if cloexec != 0 {
-            inj.syscall("set close-on-exec", libc::SYS_fcntl, &[tmp, libc::F_SETFD as u64, 1])?;
+            inj.syscall(
+                "set close-on-exec",
+                libc::SYS_fcntl,
+                &[tmp, libc::F_SETFD as u64, 1],
+            )?;
         }
     }
     Ok(())

@@ -53,7 +53,10 @@ pub struct RegFiles {
 impl RegFiles {
     /// An empty table (dump side).
     pub fn new() -> RegFiles {
-        RegFiles { next_id: 1, ..Default::default() }
+        RegFiles {
+            next_id: 1,
+            ..Default::default()
+        }
     }
 
     /// A fresh id for any kind of file entry.
@@ -65,11 +68,25 @@ impl RegFiles {
 
     /// Add the file reachable at `link_path` (/proc/PID/fd/N or /proc/PID/map_files/A-B), whose
     /// link reads `link`, opened with `flags` at `pos`. Returns its file id.
-    pub fn add(&mut self, pid: Pid, link_path: &str, link: &str, flags: u32, pos: u64) -> Result<u32> {
-        let meta = std::fs::metadata(link_path)
-            .map_err(|source| Error::Path { what: "stat".into(), path: link_path.to_string(), source })?;
+    pub fn add(
+        &mut self,
+        pid: Pid,
+        link_path: &str,
+        link: &str,
+        flags: u32,
+        pos: u64,
+    ) -> Result<u32> {
+        let meta = std::fs::metadata(link_path).map_err(|source| Error::Path {
+            what: "stat".into(),
+            path: link_path.to_string(),
+            source,
+        })?;
         let deleted = meta.nlink() == 0 && meta.is_file();
-        let name = if deleted { link.strip_suffix(DELETED_SUFFIX).unwrap_or(link) } else { link };
+        let name = if deleted {
+            link.strip_suffix(DELETED_SUFFIX).unwrap_or(link)
+        } else {
+            link
+        };
         let id = self.next_id();
         self.entries.push(pb::FileEntry {
             r#type: pb::FdTypes::Reg as i32,
@@ -78,7 +95,13 @@ impl RegFiles {
                 id,
                 flags,
                 pos,
-                fown: pb::FownEntry { uid: 0, euid: 0, signum: 0, pid_type: 0, pid: 0 },
+                fown: pb::FownEntry {
+                    uid: 0,
+                    euid: 0,
+                    signum: 0,
+                    pid_type: 0,
+                    pid: 0,
+                },
                 name: name.to_string(),
                 mnt_id: None,
                 size: meta.is_file().then_some(meta.len()),
@@ -91,9 +114,16 @@ impl RegFiles {
             let mut data = Vec::new();
             std::fs::File::open(link_path)
                 .and_then(|mut f| f.read_to_end(&mut data))
-                .map_err(|source| Error::Path { what: format!("read deleted file of pid {pid} at"), path: link_path.to_string(), source })?;
+                .map_err(|source| Error::Path {
+                    what: format!("read deleted file of pid {pid} at"),
+                    path: link_path.to_string(),
+                    source,
+                })?;
             let gid = self.next_id();
-            let ts = |s: i64, ns: i64| pb::Timeval { tv_sec: s as u64, tv_usec: (ns / 1000) as u64 };
+            let ts = |s: i64, ns: i64| pb::Timeval {
+                tv_sec: s as u64,
+                tv_usec: (ns / 1000) as u64,
+            };
             self.ghosts.push(Ghost {
                 id: gid,
                 entry: pb::GhostFileEntry {
@@ -109,7 +139,11 @@ impl RegFiles {
                 },
                 data,
             });
-            self.remaps.push(pb::RemapFilePathEntry { orig_id: id, remap_id: gid, remap_type: Some(pb::RemapType::Ghost as i32) });
+            self.remaps.push(pb::RemapFilePathEntry {
+                orig_id: id,
+                remap_id: gid,
+                remap_type: Some(pb::RemapType::Ghost as i32),
+            });
         }
         Ok(id)
     }
@@ -139,15 +173,20 @@ impl RegFiles {
         t.remaps = cryo_image::read_all_entries(dir, ImageKind::RemapFpath, None)?;
         for r in t.remaps.clone() {
             if r.remap_type != Some(pb::RemapType::Ghost as i32) {
-                return Err(Error::Unsupported(format!("remap type {:?} of file {}", r.remap_type, r.orig_id)));
+                return Err(Error::Unsupported(format!(
+                    "remap type {:?} of file {}",
+                    r.remap_type, r.orig_id
+                )));
             }
             let name = t
                 .reg(r.orig_id)
                 .map(|reg| reg.name.clone())
-                .ok_or_else(|| Error::BadImage { image: "remap-fpath.img".into(), what: format!("no file {}", r.orig_id) })?;
-            if !t.ghost_paths.contains_key(&r.remap_id) {
-                let path = recreate_ghost(dir, r.remap_id, Path::new(&name))?;
-                t.ghost_paths.insert(r.remap_id, path);
+                .ok_or_else(|| Error::BadImage {
+                    image: "remap-fpath.img".into(),
+                    what: format!("no file {}", r.orig_id),
+                })?;
+            if let std::collections::hash_map::Entry::Vacant(v) = t.ghost_paths.entry(r.remap_id) {
+                v.insert(recreate_ghost(dir, r.remap_id, Path::new(&name))?);
             }
             t.remap_of.insert(r.orig_id, r.remap_id);
         }
@@ -156,12 +195,18 @@ impl RegFiles {
 
     /// The regular-file entry of file `id`.
     pub fn reg(&self, id: u32) -> Option<&pb::RegFileEntry> {
-        self.by_id.get(&id).and_then(|&i| self.entries.get(i)).and_then(|e| e.reg.as_ref())
+        self.by_id
+            .get(&id)
+            .and_then(|&i| self.entries.get(i))
+            .and_then(|e| e.reg.as_ref())
     }
 
     /// The path to open for file `id` (the re-created ghost for a deleted file).
     pub fn open_path(&self, id: u32) -> Result<String> {
-        let reg = self.reg(id).ok_or_else(|| Error::BadImage { image: "files.img".into(), what: format!("no regular file {id}") })?;
+        let reg = self.reg(id).ok_or_else(|| Error::BadImage {
+            image: "files.img".into(),
+            what: format!("no regular file {id}"),
+        })?;
         if let Some(g) = self.remap_of.get(&id).and_then(|g| self.ghost_paths.get(g)) {
             return Ok(g.display().to_string());
         }
@@ -170,15 +215,31 @@ impl RegFiles {
 
     /// Open file `id` in the puppet with its flags and position; returns the fd number.
     pub fn open_in(&self, inj: &Injector, id: u32, scratch_off: u64) -> Result<u64> {
-        let reg = self.reg(id).ok_or_else(|| Error::BadImage { image: "files.img".into(), what: format!("no regular file {id}") })?;
+        let reg = self.reg(id).ok_or_else(|| Error::BadImage {
+            image: "files.img".into(),
+            what: format!("no regular file {id}"),
+        })?;
         let path = self.open_path(id)?;
         let p = inj.write_cstr(scratch_off, &path)?;
         let flags = (reg.flags & !O_REOPEN_MASK) | libc::O_CLOEXEC as u32;
         let fd = inj
-            .syscall(&format!("open {path}"), libc::SYS_openat, &[libc::AT_FDCWD as u64, p.0, u64::from(flags), 0])
-            .map_err(|e| Error::Restore { what: format!("file {id} ({path})"), pid: inj.pid(), image: "files.img".into(), source: Box::new(e) })?;
+            .syscall(
+                &format!("open {path}"),
+                libc::SYS_openat,
+                &[libc::AT_FDCWD as u64, p.0, u64::from(flags), 0],
+            )
+            .map_err(|e| Error::Restore {
+                what: format!("file {id} ({path})"),
+                pid: inj.pid(),
+                image: "files.img".into(),
+                source: Box::new(e),
+            })?;
         if reg.pos != 0 {
-            inj.syscall("seek", libc::SYS_lseek, &[fd, reg.pos, libc::SEEK_SET as u64])?;
+            inj.syscall(
+                "seek",
+                libc::SYS_lseek,
+                &[fd, reg.pos, libc::SEEK_SET as u64],
+            )?;
         }
         Ok(fd)
     }
@@ -195,20 +256,35 @@ impl RegFiles {
 /// it. Returns where.
 fn recreate_ghost(dir: &Path, gid: u32, orig: &Path) -> Result<PathBuf> {
     let mut r = cryo_image::open_image(dir, ImageKind::GhostFile, Some(u64::from(gid)))?;
-    let entry: pb::GhostFileEntry = r
-        .read_entry()?
-        .ok_or_else(|| Error::BadImage { image: format!("ghost-file-{gid:x}.img"), what: "no entry".into() })?;
+    let entry: pb::GhostFileEntry = r.read_entry()?.ok_or_else(|| Error::BadImage {
+        image: format!("ghost-file-{gid:x}.img"),
+        what: "no entry".into(),
+    })?;
     if entry.chunks == Some(true) {
         return Err(Error::Unsupported(format!("chunked ghost file {gid:x}")));
     }
     let data = r.read_raw_to_end()?;
-    let candidates = [orig.to_path_buf(), PathBuf::from(format!("{}.cryo-ghost.{gid:x}", orig.display()))];
+    let candidates = [
+        orig.to_path_buf(),
+        PathBuf::from(format!("{}.cryo-ghost.{gid:x}", orig.display())),
+    ];
     for path in candidates {
-        let f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).custom_flags(libc::O_NOFOLLOW).open(&path);
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&path);
         let mut f = match f {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(source) => return Err(Error::Path { what: "create ghost file".into(), path: path.display().to_string(), source }),
+            Err(source) => {
+                return Err(Error::Path {
+                    what: "create ghost file".into(),
+                    path: path.display().to_string(),
+                    source,
+                })
+            }
         };
         use std::io::Write;
         let res = f
@@ -217,7 +293,11 @@ fn recreate_ghost(dir: &Path, gid: u32, orig: &Path) -> Result<PathBuf> {
             .and_then(|_| f.set_permissions(std::fs::Permissions::from_mode(entry.mode & 0o7777)));
         if let Err(source) = res {
             let _ = std::fs::remove_file(&path);
-            return Err(Error::Path { what: "write ghost file".into(), path: path.display().to_string(), source });
+            return Err(Error::Path {
+                what: "write ghost file".into(),
+                path: path.display().to_string(),
+                source,
+            });
         }
         return Ok(path);
     }
