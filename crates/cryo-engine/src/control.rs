@@ -219,7 +219,16 @@ impl Seized {
         let undo = self.undo_injection();
         match how {
             Release::Kill => {
-                cryo_sys::task::kill(pid, libc::SIGKILL).task_ctx("kill", pid)?;
+                if let Err(e) = cryo_sys::task::kill(pid, libc::SIGKILL) {
+                    // Another thread's kill may already have taken the whole group down.
+                    if e.raw_os_error() != Some(libc::ESRCH) {
+                        return Err(Error::Task {
+                            what: "kill".into(),
+                            pid,
+                            source: e,
+                        });
+                    }
+                }
                 // As tracer we see the death; after it the real parent can reap the task.
                 loop {
                     match ptrace::wait(pid) {

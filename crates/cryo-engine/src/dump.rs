@@ -55,6 +55,17 @@ fn between_phases(phase: &str) -> Result<()> {
     check_interrupted()
 }
 
+/// A process of the dumped tree, all its threads seized (the leader first).
+struct SeizedProc {
+    pid: Pid,
+    threads: Vec<Seized>,
+    /// A zombie: dead, waiting for its parent; nothing to seize, only its exit status to keep.
+    zombie: Option<procfs::Stat>,
+}
+
+/// CRIU's task state for a zombie (`TASK_DEAD`).
+pub const TASK_DEAD: u32 = 2;
+
 /// Checkpoint the tree rooted at `opts.pid` into `opts.images_dir`.
 pub fn dump(opts: &DumpOptions) -> Result<()> {
     let pid = Pid(opts.pid);
@@ -79,17 +90,6 @@ pub fn dump(opts: &DumpOptions) -> Result<()> {
             status.tgid
         )));
     }
-    if status.threads != 1 {
-        return Err(Error::Unsupported(format!(
-            "a process with {} threads (pid {pid})",
-            status.threads
-        )));
-    }
-    if has_children(pid)? {
-        return Err(Error::Unsupported(format!(
-            "a process with children (pid {pid}): process trees come later"
-        )));
-    }
     std::fs::create_dir_all(&opts.images_dir).map_err(|source| Error::Path {
         what: "create images dir".into(),
         path: opts.images_dir.display().to_string(),
@@ -106,15 +106,23 @@ pub fn dump(opts: &DumpOptions) -> Result<()> {
         .and_then(|s| usize::try_from(s.processor).ok());
     let _pin = crate::control::CpuPin::to(last_cpu);
     let t0 = Instant::now();
-    let mut seized = Seized::seize(pid, opts.timeout.unwrap_or(Duration::from_secs(10)))?;
+    let timeout = opts.timeout.unwrap_or(Duration::from_secs(10));
+    let mut tree = Vec::new();
+    // From here on every seized task is released untouched if anything returns early.
+    if let Err(e) = seize_tree(pid, timeout, &mut tree) {
+        release_tree(tree, Release::Run)?;
+        return Err(e);
+    }
     let frozen_at = Instant::now();
-    info!("task stopped in {:?}", frozen_at - t0);
-    // From here on, `seized` releases the task untouched if anything returns early.
-    let result = dump_seized(&mut seized, opts);
-    let (written, pages) = match result {
+    info!(
+        "{} tasks stopped in {:?}",
+        tree.iter().map(|p| p.threads.len()).sum::<usize>(),
+        frozen_at - t0
+    );
+    let (written, pages) = match dump_tree(&mut tree, opts) {
         Ok(x) => x,
         Err(e) => {
-            seized.release(Release::Run)?;
+            release_tree(tree, Release::Run)?;
             return Err(e);
         }
     };
@@ -126,122 +134,155 @@ pub fn dump(opts: &DumpOptions) -> Result<()> {
         Release::Kill
     };
     let frozen = frozen_at.elapsed();
-    seized.release(how)?;
+    release_tree(tree, how)?;
     write_stats(&opts.images_dir, frozen_at - t0, frozen, written, pages)?;
     info!("dump finished: {pages} pages, frozen for {frozen:?}");
     Ok(())
 }
 
-fn has_children(pid: Pid) -> Result<bool> {
-    let path = format!("/proc/{pid}/task/{pid}/children");
-    let text = procfs::read_text(&path)?;
-    Ok(!text.trim().is_empty())
+/// Seize `root` and every thread and descendant of it, parents before children.
+fn seize_tree(root: Pid, timeout: Duration, tree: &mut Vec<SeizedProc>) -> Result<()> {
+    let mut queue = vec![root];
+    while let Some(pid) = queue.pop() {
+        let stat = procfs::read_stat(pid)?;
+        if stat.state == 'Z' {
+            tree.push(SeizedProc {
+                pid,
+                threads: Vec::new(),
+                zombie: Some(stat),
+            });
+            continue;
+        }
+        let mut proc = SeizedProc {
+            pid,
+            threads: Vec::new(),
+            zombie: None,
+        };
+        // Threads may be created while we seize: read the list until it stops changing.
+        let result = (|| -> Result<()> {
+            loop {
+                let tids = procfs::read_threads(pid)?;
+                let new: Vec<Pid> = tids
+                    .into_iter()
+                    .filter(|t| !proc.threads.iter().any(|s| s.pid() == *t))
+                    .collect();
+                if new.is_empty() {
+                    return Ok(());
+                }
+                // The leader first, so its VMA snapshot precedes any scratch mapping.
+                let mut new = new;
+                new.sort_by_key(|t| (*t != pid, t.0));
+                for tid in new {
+                    proc.threads.push(Seized::seize(tid, timeout)?);
+                }
+            }
+        })();
+        let children = proc
+            .threads
+            .iter()
+            .map(|t| procfs::read_text(&format!("/proc/{pid}/task/{}/children", t.pid())))
+            .collect::<std::result::Result<Vec<_>, _>>();
+        tree.push(proc);
+        result?;
+        for text in children? {
+            for c in text.split_whitespace() {
+                let c: i32 = c.parse().map_err(|_| Error::BadImage {
+                    image: format!("/proc/{pid}/task/*/children"),
+                    what: format!("bad pid {c:?}"),
+                })?;
+                queue.push(Pid(c));
+            }
+        }
+    }
+    Ok(())
 }
 
-/// Everything done while the task is stopped. Returns (memory dump time, pages written).
-fn dump_seized(seized: &mut Seized, opts: &DumpOptions) -> Result<(Duration, u64)> {
-    let pid = seized.pid();
-    let dir = opts.images_dir.as_path();
-    between_phases("seized")?;
-    let stat = procfs::read_stat(pid)?;
-    let status = procfs::read_status(pid)?;
-    if stat.session != pid.0 && !opts.shell_job && !session_is_ours(stat.session) {
-        return Err(Error::Unsupported(format!(
-            "pid {pid} is in session {} whose leader is outside the dump: use --shell-job",
-            stat.session
-        )));
+/// Let every task go as `how` says. A kill takes children before parents and, in a process,
+/// the other threads before the leader (whose death is reported last).
+fn release_tree(tree: Vec<SeizedProc>, how: Release) -> Result<()> {
+    let mut first_err = None;
+    for proc in tree.into_iter().rev() {
+        let mut threads = proc.threads;
+        let leader = if threads.first().map(|t| t.pid()) == Some(proc.pid) {
+            Some(threads.remove(0))
+        } else {
+            None
+        };
+        if how == Release::Stop {
+            // The leader's SIGSTOP starts a group stop the other threads join once released.
+            if let Some(l) = leader {
+                if let Err(e) = l.release(Release::Stop) {
+                    first_err.get_or_insert(e);
+                }
+            }
+            for t in threads {
+                if let Err(e) = t.release(Release::Run) {
+                    first_err.get_or_insert(e);
+                }
+            }
+            continue;
+        }
+        if how == Release::Kill {
+            let _ = cryo_sys::task::kill(proc.pid, libc::SIGKILL);
+        }
+        for t in threads.into_iter().rev() {
+            if let Err(e) = t.release(how) {
+                first_err.get_or_insert(e);
+            }
+        }
+        if let Some(l) = leader {
+            if let Err(e) = l.release(how) {
+                first_err.get_or_insert(e);
+            }
+        }
     }
-    let (policy, prio, nice) = task_attrs::dump_sched(pid)?;
-    let personality = task_attrs::dump_personality(pid)?;
-    let comm = procfs::read_text(&format!("/proc/{pid}/comm"))?
+    match first_err {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// What one thread contributes to its core image.
+struct ThreadDump {
+    info: pb::ThreadInfoX86,
+    core: pb::ThreadCoreEntry,
+}
+
+/// The per-thread state: registers, mask, queued signals, altstack, credentials, scheduling,
+/// rseq, robust list, TID address, name.
+fn dump_thread(pid: Pid, t: &mut Seized) -> Result<ThreadDump> {
+    let tid = t.pid();
+    let status = procfs::parse_status(
+        &procfs::read_text(&format!("/proc/{pid}/task/{tid}/status"))?,
+        "status",
+    )?;
+    let comm = procfs::read_text(&format!("/proc/{pid}/task/{tid}/comm"))?
         .trim_end_matches('\n')
         .to_string();
-    let oom_score_adj = procfs::read_text(&format!("/proc/{pid}/oom_score_adj"))?
-        .trim()
-        .parse::<i32>()
-        .ok();
-    let thread_pending = signals::dump_pending(pid, false)?;
-    let shared_pending = signals::dump_pending(pid, true)?;
-
-    let inj = seized.injector()?;
-    between_phases("injector")?;
-    let sigactions = signals::dump_sigactions(inj)?;
+    let (policy, prio, nice) = task_attrs::dump_sched(tid)?;
+    let pending = signals::dump_pending(tid, false)?;
+    let (regs, xstate, sigmask) = (t.regs, t.xstate.clone(), t.sigmask);
+    let inj = t.injector()?;
     let sas = signals::dump_sigaltstack(inj)?;
-    let timers = timers::dump_timers(inj)?;
-    let rlimits = task_attrs::dump_rlimits(inj)?;
     let secbits = creds::dump_securebits(inj)?;
     let attrs = task_attrs::dump_thread_attrs(inj)?;
-    let brk = inj.syscall("read brk", libc::SYS_brk, &[0])?;
-    let dumpable = inj.syscall(
-        "read dumpable",
-        libc::SYS_prctl,
-        &[libc::PR_GET_DUMPABLE as u64, 0, 0, 0, 0],
-    )? as i32;
-    let thp_disabled = inj.syscall(
-        "read THP setting",
-        libc::SYS_prctl,
-        &[libc::PR_GET_THP_DISABLE as u64, 0, 0, 0, 0],
-    )? != 0;
-    between_phases("remote")?;
-
-    let mut files = RegFiles::new();
-    let fdinfos = files::dump_fds(pid, &mut files, opts.shell_job)?;
-    let fs = task_attrs::dump_fs(pid, &mut files, status.umask)?;
-    between_phases("files")?;
-
-    let mem_t0 = Instant::now();
-    let mut pages_id = 1u32;
-    let maps = seized.maps.clone();
-    let inj = seized.injector()?;
-    let mut memdump =
-        memory::dump_memory(pid, &maps, Some(inj), dir, &mut files, brk, &mut pages_id)?;
-    memdump.mm.dumpable = Some(dumpable);
-    memdump.mm.thp_disabled = Some(thp_disabled);
-    let mem_time = mem_t0.elapsed();
-    between_phases("memory")?;
-
-    // ids: one of each kind per task for now (no sharing between tasks yet).
-    let ids = pb::TaskKobjIdsEntry {
-        vm_id: 1,
-        files_id: 1,
-        fs_id: 1,
-        sighand_id: 1,
-        ..Default::default()
-    };
-    let core = pb::CoreEntry {
-        mtype: pb::core_entry::March::X8664 as i32,
-        thread_info: Some(pb::ThreadInfoX86 {
+    Ok(ThreadDump {
+        info: pb::ThreadInfoX86 {
             clear_tid_addr: attrs.clear_tid_addr,
-            gpregs: cpu::regs_to_entry(&seized.regs),
-            fpregs: cpu::xstate_to_entry(&seized.xstate),
+            gpregs: cpu::regs_to_entry(&regs),
+            fpregs: cpu::xstate_to_entry(&xstate),
             tls: Vec::new(),
-        }),
-        tc: Some(pb::TaskCoreEntry {
-            task_state: TASK_ALIVE,
-            exit_code: 0,
-            personality,
-            flags: 0,
-            blk_sigset: seized.sigmask,
-            comm: comm.clone(),
-            timers: Some(timers),
-            rlimits: Some(rlimits),
-            signals_s: Some(shared_pending),
-            oom_score_adj,
-            sigactions,
-            child_subreaper: Some(attrs.child_subreaper),
-            ..Default::default()
-        }),
-        ids: Some(ids),
-        thread_core: Some(pb::ThreadCoreEntry {
+        },
+        core: pb::ThreadCoreEntry {
             futex_rla: attrs.robust.0,
             futex_rla_len: attrs.robust.1 as u32,
             sched_nice: Some(nice),
             sched_policy: Some(policy),
             sched_prio: Some(prio),
-            blk_sigset: Some(seized.sigmask),
+            blk_sigset: Some(sigmask),
             sas: Some(sas),
             pdeath_sig: Some(attrs.pdeath_sig),
-            signals_p: Some(thread_pending),
+            signals_p: Some(pending),
             creds: Some(creds::dump_creds(&status, secbits)),
             comm: Some(comm),
             rseq_entry: (attrs.rseq.rseq_abi_pointer != 0).then_some(pb::RseqEntry {
@@ -251,33 +292,175 @@ fn dump_seized(seized: &mut Seized, opts: &DumpOptions) -> Result<(Duration, u64
                 rseq_cs_pointer: None,
             }),
             ..Default::default()
-        }),
-        ..Default::default()
-    };
-    let id = Some(pid.0 as u64);
-    cryo_image::write_single(dir, ImageKind::Core, id, &core)?;
-    cryo_image::write_single(dir, ImageKind::Ids, id, &ids)?;
-    cryo_image::write_single(dir, ImageKind::Mm, id, &memdump.mm)?;
-    cryo_image::write_single(dir, ImageKind::Fs, id, &fs)?;
-    cryo_image::write_all_entries(
-        dir,
-        ImageKind::Fdinfo,
-        Some(u64::from(ids.files_id)),
-        &fdinfos,
-    )?;
-    files.write_images(dir)?;
-    cryo_image::write_single(
-        dir,
-        ImageKind::Pstree,
-        None,
-        &pb::PstreeEntry {
+        },
+    })
+}
+
+/// Everything done while the tree is stopped. Returns (memory dump time, pages written).
+fn dump_tree(tree: &mut [SeizedProc], opts: &DumpOptions) -> Result<(Duration, u64)> {
+    let dir = opts.images_dir.as_path();
+    between_phases("seized")?;
+    let in_tree: Vec<i32> = tree.iter().map(|p| p.pid.0).collect();
+    let mut files = RegFiles::new();
+    let mut pages_id = 1u32;
+    let mut shmem = memory::ShmemDump::default();
+    let mut pstree = Vec::new();
+    let mut mem_time = Duration::ZERO;
+    let mut total_pages = 0;
+    let mut root_ids = None;
+    for (n, proc) in tree.iter_mut().enumerate() {
+        let pid = proc.pid;
+        if let Some(z) = &proc.zombie {
+            // Only the exit status survives a zombie: CRIU's core has the state and the code.
+            let core = pb::CoreEntry {
+                mtype: pb::core_entry::March::X8664 as i32,
+                tc: Some(pb::TaskCoreEntry {
+                    task_state: TASK_DEAD,
+                    exit_code: z.exit_code as u32,
+                    comm: z.comm.clone(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            };
+            cryo_image::write_single(dir, ImageKind::Core, Some(pid.0 as u64), &core)?;
+            pstree.push(pb::PstreeEntry {
+                pid: pid.0 as u32,
+                ppid: z.ppid as u32,
+                pgid: z.pgrp as u32,
+                sid: z.session as u32,
+                threads: vec![pid.0 as u32],
+            });
+            continue;
+        }
+        let stat = procfs::read_stat(pid)?;
+        let status = procfs::read_status(pid)?;
+        if !in_tree.contains(&stat.session) && !opts.shell_job && !session_is_ours(stat.session) {
+            return Err(Error::Unsupported(format!(
+                "pid {pid} is in session {} whose leader is outside the dump: use --shell-job",
+                stat.session
+            )));
+        }
+        let personality = task_attrs::dump_personality(pid)?;
+        let comm = procfs::read_text(&format!("/proc/{pid}/comm"))?
+            .trim_end_matches('\n')
+            .to_string();
+        let oom_score_adj = procfs::read_text(&format!("/proc/{pid}/oom_score_adj"))?
+            .trim()
+            .parse::<i32>()
+            .ok();
+        let shared_pending = signals::dump_pending(pid, true)?;
+        let leader = proc
+            .threads
+            .first_mut()
+            .ok_or_else(|| Error::Unsupported(format!("a process without threads (pid {pid})")))?;
+        let maps = leader.maps.clone();
+        let leader_sigmask = leader.sigmask;
+        let inj = leader.injector()?;
+        between_phases("injector")?;
+        let sigactions = signals::dump_sigactions(inj)?;
+        let timers = timers::dump_timers(inj)?;
+        let rlimits = task_attrs::dump_rlimits(inj)?;
+        let child_subreaper = task_attrs::dump_thread_attrs(inj)?.child_subreaper;
+        let brk = inj.syscall("read brk", libc::SYS_brk, &[0])?;
+        let dumpable = inj.syscall(
+            "read dumpable",
+            libc::SYS_prctl,
+            &[libc::PR_GET_DUMPABLE as u64, 0, 0, 0, 0],
+        )? as i32;
+        let thp_disabled = inj.syscall(
+            "read THP setting",
+            libc::SYS_prctl,
+            &[libc::PR_GET_THP_DISABLE as u64, 0, 0, 0, 0],
+        )? != 0;
+        let mut threads = Vec::new();
+        for t in proc.threads.iter_mut() {
+            threads.push((t.pid(), dump_thread(pid, t)?));
+        }
+        between_phases("remote")?;
+
+        // Each process has its own fd table, fs and mm for now (sharing comes with kcmp).
+        let ids = pb::TaskKobjIdsEntry {
+            vm_id: n as u32 + 1,
+            files_id: n as u32 + 1,
+            fs_id: n as u32 + 1,
+            sighand_id: n as u32 + 1,
+            ..Default::default()
+        };
+        let fdinfos = files::dump_fds(pid, &mut files, opts.shell_job)?;
+        let fs = task_attrs::dump_fs(pid, &mut files, status.umask)?;
+        between_phases("files")?;
+
+        let mem_t0 = Instant::now();
+        let inj = proc.threads.first_mut().map(|l| l.injector()).transpose()?;
+        let mut memdump = memory::dump_memory(
+            pid,
+            &maps,
+            inj,
+            dir,
+            &mut files,
+            brk,
+            &mut pages_id,
+            &mut shmem,
+        )?;
+        memdump.mm.dumpable = Some(dumpable);
+        memdump.mm.thp_disabled = Some(thp_disabled);
+        mem_time += mem_t0.elapsed();
+        total_pages += memdump.pages;
+        between_phases("memory")?;
+
+        let tc = pb::TaskCoreEntry {
+            task_state: TASK_ALIVE,
+            exit_code: 0,
+            personality,
+            flags: 0,
+            blk_sigset: leader_sigmask,
+            comm,
+            timers: Some(timers),
+            rlimits: Some(rlimits),
+            signals_s: Some(shared_pending),
+            oom_score_adj,
+            sigactions,
+            child_subreaper: Some(child_subreaper),
+            ..Default::default()
+        };
+        let mut tc = Some(tc);
+        for (tid, t) in threads {
+            let is_leader = tid == pid;
+            let core = pb::CoreEntry {
+                mtype: pb::core_entry::March::X8664 as i32,
+                thread_info: Some(t.info),
+                tc: if is_leader { tc.take() } else { None },
+                ids: is_leader.then_some(ids),
+                thread_core: Some(t.core),
+                ..Default::default()
+            };
+            cryo_image::write_single(dir, ImageKind::Core, Some(tid.0 as u64), &core)?;
+        }
+        let id = Some(pid.0 as u64);
+        cryo_image::write_single(dir, ImageKind::Ids, id, &ids)?;
+        cryo_image::write_single(dir, ImageKind::Mm, id, &memdump.mm)?;
+        cryo_image::write_single(dir, ImageKind::Fs, id, &fs)?;
+        cryo_image::write_all_entries(
+            dir,
+            ImageKind::Fdinfo,
+            Some(u64::from(ids.files_id)),
+            &fdinfos,
+        )?;
+        pstree.push(pb::PstreeEntry {
             pid: pid.0 as u32,
-            ppid: stat.ppid as u32,
+            // The root's parent is outside the tree.
+            ppid: if n == 0 { 0 } else { stat.ppid as u32 },
             pgid: stat.pgrp as u32,
             sid: stat.session as u32,
-            threads: vec![pid.0 as u32],
-        },
-    )?;
+            threads: proc.threads.iter().map(|t| t.pid().0 as u32).collect(),
+        });
+        if n == 0 {
+            root_ids = Some(ids);
+        }
+    }
+    shmem.finish(dir)?;
+    files.write_images(dir)?;
+    cryo_image::write_all_entries(dir, ImageKind::Pstree, None, &pstree)?;
     cryo_image::write_single(
         dir,
         ImageKind::Inventory,
@@ -285,7 +468,7 @@ fn dump_seized(seized: &mut Seized, opts: &DumpOptions) -> Result<(Duration, u64
         &pb::InventoryEntry {
             img_version: IMG_VERSION,
             fdinfo_per_id: Some(true),
-            root_ids: Some(ids),
+            root_ids,
             ns_per_id: Some(true),
             lsmtype: Some(pb::Lsmtype::NoLsm as i32),
             dump_uptime: Some(uptime_ticks()),
@@ -293,7 +476,7 @@ fn dump_seized(seized: &mut Seized, opts: &DumpOptions) -> Result<(Duration, u64
         },
     )?;
     between_phases("images")?;
-    Ok((mem_time, memdump.pages))
+    Ok((mem_time, total_pages))
 }
 
 fn session_is_ours(sid: i32) -> bool {

@@ -26,6 +26,7 @@ use cryo_sys::uffd::{MappedFile, Userfaultfd};
 use cryo_sys::{mem, Pid, RemoteAddr, PAGE_SIZE};
 use std::collections::BTreeMap;
 use std::fs::File;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use tracing::debug;
@@ -250,6 +251,48 @@ impl<'a> PageSink<'a> {
         Ok(())
     }
 
+    /// Copy the page at `off` of `file` into the image, recorded at `off`.
+    fn add_from_file(&mut self, file: &File, off: u64, what: &str) -> Result<()> {
+        if let Some(r) = &mut self.remote {
+            r.flush()?;
+        }
+        let mut page = [0u8; PAGE_SIZE as usize];
+        // A short read at the end of the object leaves zeros, as the object reads there.
+        let mut got = 0;
+        while got < page.len() {
+            let n = file
+                .read_at(&mut page[got..], off + got as u64)
+                .map_err(|source| Error::Path {
+                    what: "read".into(),
+                    path: what.to_string(),
+                    source,
+                })?;
+            if n == 0 {
+                break;
+            }
+            got += n;
+        }
+        self.file
+            .write_all_at(&page, self.off)
+            .map_err(|source| Error::Path {
+                what: "write".into(),
+                path: self.path.clone(),
+                source,
+            })?;
+        self.off += PAGE_SIZE;
+        match self.entries.last_mut() {
+            Some(last) if last.vaddr + last.nr_pages.unwrap_or(0) * PAGE_SIZE == off => {
+                let n = last.nr_pages.unwrap_or(0) + 1;
+                last.nr_pages = Some(n);
+                last.compat_nr_pages = n as u32;
+            }
+            _ => self
+                .entries
+                .push(cryo_image::pagemap::pagemap_entry(off, 1, PE_PRESENT)),
+        }
+        Ok(())
+    }
+
     fn copy_locally(
         &mut self,
         pid: Pid,
@@ -388,7 +431,7 @@ pub fn vma_entry(m: &MapsEntry) -> pb::VmaEntry {
     pb::VmaEntry {
         start: m.start,
         end: m.end,
-        pgoff: if st & (VMA_FILE_PRIVATE | VMA_FILE_SHARED) != 0 {
+        pgoff: if st & (VMA_FILE_PRIVATE | VMA_FILE_SHARED | VMA_ANON_SHARED) != 0 {
             m.offset
         } else {
             0
@@ -420,6 +463,81 @@ fn is_anon_shared(m: &MapsEntry) -> bool {
     m.shared && m.inode != 0 && m.path.starts_with("/dev/zero") && m.dev_major == 0
 }
 
+/// Shared anonymous memory of a whole tree: one pages image per object, each page written
+/// once whichever process had it mapped.
+#[derive(Default)]
+pub struct ShmemDump {
+    sinks: BTreeMap<u64, (PageSink<'static>, std::collections::BTreeSet<u64>)>,
+}
+
+impl ShmemDump {
+    /// Record the data of `obj` (a shared memory object) between offsets `from` and `to`, as
+    /// SEEK_DATA/SEEK_HOLE find it; returns the pages added.
+    fn add_from_object(
+        &mut self,
+        dir: &Path,
+        pages_id: &mut u32,
+        shmid: u64,
+        obj: &File,
+        from: u64,
+        to: u64,
+    ) -> Result<u64> {
+        let mut added = 0;
+        let mut at = from;
+        while at < to {
+            let Some(data) = cryo_sys::shmem::seek_data(obj, at).map_err(|source| Error::Path {
+                what: "find data in".into(),
+                path: format!("shmem {shmid}"),
+                source,
+            })?
+            else {
+                break;
+            };
+            if data >= to {
+                break;
+            }
+            let hole = cryo_sys::shmem::seek_hole(obj, data)
+                .map_err(|source| Error::Path {
+                    what: "find holes in".into(),
+                    path: format!("shmem {shmid}"),
+                    source,
+                })?
+                .min(to);
+            let (s, e) = (
+                data / PAGE_SIZE * PAGE_SIZE,
+                hole.div_ceil(PAGE_SIZE) * PAGE_SIZE,
+            );
+            let (sink, seen) = match self.sinks.entry(shmid) {
+                std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
+                std::collections::btree_map::Entry::Vacant(v) => {
+                    let s = PageSink::create(dir, *pages_id, None)?;
+                    *pages_id += 1;
+                    v.insert((s, Default::default()))
+                }
+            };
+            let mut off = s;
+            while off < e {
+                if seen.insert(off) {
+                    sink.add_from_file(obj, off, &format!("shmem {shmid}"))?;
+                    added += 1;
+                }
+                off += PAGE_SIZE;
+            }
+            at = e.max(at + PAGE_SIZE);
+        }
+        Ok(added)
+    }
+
+    /// Write the shmem pagemaps.
+    pub fn finish(self, dir: &Path) -> Result<()> {
+        // Entries stay in file order: with several processes they need not be sorted by offset.
+        for (shmid, (s, _)) in self.sinks {
+            s.finish(dir, ImageKind::ShmemPagemap, shmid)?;
+        }
+        Ok(())
+    }
+}
+
 /// What a memory dump produced.
 #[derive(Debug)]
 pub struct MemoryDump {
@@ -433,6 +551,7 @@ pub struct MemoryDump {
 /// anything of its own in it): VMAs into the returned mm entry (file mappings added to `files`),
 /// pages into `pagemap-PID.img` + `pages-N.img`. `brk` is the task's current break, `pages_id`
 /// the first free pages-image id (advanced).
+#[allow(clippy::too_many_arguments)]
 pub fn dump_memory(
     pid: Pid,
     maps: &[MapsEntry],
@@ -441,13 +560,13 @@ pub fn dump_memory(
     files: &mut RegFiles,
     brk: u64,
     pages_id: &mut u32,
+    shmem: &mut ShmemDump,
 ) -> Result<MemoryDump> {
     let stat = procfs::read_stat(pid)?;
     let pm = File::open(format!("/proc/{pid}/pagemap")).task_ctx("open pagemap", pid)?;
     let procmem = mem::ProcMem::open(pid).task_ctx("open /proc/PID/mem", pid)?;
     let mut sink = PageSink::create(dir, *pages_id, inj)?;
     *pages_id += 1;
-    let mut shmem: BTreeMap<u64, PageSink> = BTreeMap::new();
     let mut vmas = Vec::new();
     let mut total = 0u64;
     for m in maps {
@@ -464,7 +583,24 @@ pub fn dump_memory(
             && st & (VMA_AREA_VDSO | VMA_AREA_VVAR) == 0
             && st & VMA_FILE_SHARED == 0
             && vma.flags & MAP_DROPPABLE as u32 == 0;
-        if copy {
+        if copy && st & VMA_ANON_SHARED != 0 {
+            // Shared memory: what the object holds, whether this process has it mapped in its
+            // page tables or not (pagemap would miss pages only the page cache has).
+            let link = format!("/proc/{pid}/map_files/{:x}-{:x}", m.start, m.end);
+            let obj = File::open(&link).map_err(|source| Error::Path {
+                what: "open shared memory".into(),
+                path: link.clone(),
+                source,
+            })?;
+            total += shmem.add_from_object(
+                dir,
+                pages_id,
+                vma.shmid,
+                &obj,
+                m.offset,
+                m.offset + m.len(),
+            )?;
+        } else if copy {
             let words = read_pagemap(&pm, pid, m.start, m.end)?;
             let private_file = st & VMA_FILE_PRIVATE != 0;
             let pm_opt = (!m.read).then_some(&procmem);
@@ -487,20 +623,7 @@ pub fn dump_memory(
                 }
                 let addr = m.start + i as u64 * PAGE_SIZE;
                 let nr = (j - i) as u64;
-                if st & VMA_ANON_SHARED != 0 {
-                    let s = match shmem.entry(vma.shmid) {
-                        std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
-                        std::collections::btree_map::Entry::Vacant(v) => {
-                            let s = PageSink::create(dir, *pages_id, inj)?;
-                            *pages_id += 1;
-                            v.insert(s)
-                        }
-                    };
-                    // Shared memory is recorded by offset in the object.
-                    s.add(pid, pm_opt, addr, nr, m.offset + (addr - m.start))?;
-                } else {
-                    sink.add(pid, pm_opt, addr, nr, addr)?;
-                }
+                sink.add(pid, pm_opt, addr, nr, addr)?;
                 total += nr;
                 i = j;
             }
@@ -508,9 +631,6 @@ pub fn dump_memory(
         vmas.push(vma);
     }
     sink.finish(dir, ImageKind::Pagemap, pid.0 as u64)?;
-    for (shmid, s) in shmem {
-        s.finish(dir, ImageKind::ShmemPagemap, shmid)?;
-    }
     let exe_link = std::fs::read_link(format!("/proc/{pid}/exe")).task_ctx("read exe link", pid)?;
     let exe_file_id = files.add(
         pid,
@@ -658,14 +778,14 @@ pub fn unmap_all_but(inj: &Injector, keep: &[(u64, u64)]) -> Result<()> {
     Ok(())
 }
 
-/// Map and fill every VMA of `mm` in the puppet. `pages_fd` is an fd of the task's pages image
-/// open in the puppet; `shm_fds` maps a shmid to the fd of its pages image and its pagemap.
+/// Map and fill every VMA of `mm` in the puppet: pages come from `pages`; shared anonymous
+/// memory is mapped from the objects cryo made (`shared`), filled already.
 pub fn restore_vmas(
     inj: &Injector,
     mm: &pb::MmEntry,
     pagemap: &[pb::PagemapEntry],
     pages: &PagesSource,
-    shmem: &BTreeMap<u64, (u64, String, Vec<pb::PagemapEntry>)>,
+    shared: &SharedAnon,
     files: &RegFiles,
     scratch_off: u64,
 ) -> Result<()> {
@@ -674,48 +794,86 @@ pub fn restore_vmas(
     let mut off = 0u64;
     for pe in pagemap {
         offsets.push(off);
-        off += pe.nr_pages.unwrap_or(u64::from(pe.compat_nr_pages)) * PAGE_SIZE;
+        off += pe_len(pe);
     }
-    let mut shared_anon_done: BTreeMap<u64, ()> = BTreeMap::new();
     for vma in &mm.vmas {
         let st = vma.status;
         if st & VMA_AREA_REGULAR == 0 || is_vdso_block(vma) {
             continue;
         }
         let len = vma.end - vma.start;
-        let has_pages = pagemap
-            .iter()
-            .any(|p| p.vaddr < vma.end && p.vaddr + pe_len(p) > vma.start)
-            || (st & VMA_ANON_SHARED != 0
-                && shmem
-                    .get(&vma.shmid)
-                    .map(|s| !s.2.is_empty())
-                    .unwrap_or(false));
-        let fill_prot = if has_pages {
-            vma.prot | (libc::PROT_READ | libc::PROT_WRITE) as u32
+        let runs: Vec<(u64, u64, u64)> = if st & VMA_ANON_SHARED != 0 {
+            Vec::new()
         } else {
+            pagemap
+                .iter()
+                .zip(&offsets)
+                .filter_map(|(pe, &foff)| {
+                    let (s, e) = (
+                        pe.vaddr.max(vma.start),
+                        (pe.vaddr + pe_len(pe)).min(vma.end),
+                    );
+                    // Not then_some: e - s must not be computed when s >= e.
+                    if s < e {
+                        Some((s, e - s, foff + (s - pe.vaddr)))
+                    } else {
+                        None
+                    }
+                })
+                .collect()
+        };
+        // Writable while it is filled.
+        let fill_prot = if runs.is_empty() {
             vma.prot
+        } else {
+            vma.prot | (libc::PROT_READ | libc::PROT_WRITE) as u32
         };
         let mut flags = vma.flags | libc::MAP_FIXED as u32;
-        let mut fd = u64::MAX;
-        if st & (VMA_FILE_PRIVATE | VMA_FILE_SHARED) != 0 {
-            let path = files.open_path(vma.shmid as u32)?;
-            let p = inj.write_cstr(scratch_off, &path)?;
-            let oflags = vma.fdflags.unwrap_or(libc::O_RDONLY as u32) | libc::O_CLOEXEC as u32;
-            fd = inj
-                .syscall(
+        let (path, oflags) = if st & VMA_ANON_SHARED != 0 {
+            // The object cryo made and filled: map its part, through cryo's fd.
+            let obj = shared.get(&vma.shmid).ok_or_else(|| Error::BadImage {
+                image: "mm".into(),
+                what: format!("no shared memory object {}", vma.shmid),
+            })?;
+            (
+                Some(format!(
+                    "/proc/{}/fd/{}",
+                    std::process::id(),
+                    obj.as_raw_fd()
+                )),
+                libc::O_RDWR as u32,
+            )
+        } else if st & (VMA_FILE_PRIVATE | VMA_FILE_SHARED) != 0 {
+            (
+                Some(files.open_path(vma.shmid as u32)?),
+                vma.fdflags.unwrap_or(libc::O_RDONLY as u32),
+            )
+        } else {
+            (None, 0)
+        };
+        let fd = match &path {
+            Some(path) => {
+                let p = inj.write_cstr(scratch_off, path)?;
+                flags &= !(libc::MAP_ANONYMOUS as u32);
+                inj.syscall(
                     &format!("open mapped file {path}"),
                     libc::SYS_openat,
-                    &[libc::AT_FDCWD as u64, p.0, u64::from(oflags), 0],
+                    &[
+                        libc::AT_FDCWD as u64,
+                        p.0,
+                        u64::from(oflags | libc::O_CLOEXEC as u32),
+                        0,
+                    ],
                 )
                 .map_err(|e| Error::Restore {
                     what: format!("mapping of {path} at {:#x}", vma.start),
                     pid: inj.pid(),
                     image: "mm".into(),
                     source: Box::new(e),
-                })?;
-            flags &= !(libc::MAP_ANONYMOUS as u32);
-        }
+                })?
+            }
+            None => u64::MAX,
+        };
         let addr = inj.syscall(
             "map a VMA",
             libc::SYS_mmap,
@@ -743,55 +901,30 @@ pub fn restore_vmas(
                 vma.start
             )));
         }
-        if has_pages {
-            if st & VMA_ANON_SHARED != 0 {
-                if shared_anon_done.insert(vma.shmid, ()).is_none() {
-                    if let Some((sfd, simage, entries)) = shmem.get(&vma.shmid) {
-                        let mut soff = 0u64;
-                        for pe in entries {
-                            let l = pe_len(pe);
-                            // pe.vaddr is the offset in the shared object.
-                            let obj_start = vma.pgoff;
-                            if pe.vaddr >= obj_start && pe.vaddr + l <= obj_start + len {
-                                pread_all(
-                                    inj,
-                                    *sfd,
-                                    simage,
-                                    vma.start + (pe.vaddr - obj_start),
-                                    l,
-                                    soff,
-                                )?;
-                            }
-                            soff += l;
+        if !runs.is_empty() {
+            // UFFDIO_COPY only fills pages that are not there yet: a locked VMA is populated
+            // by mmap already. Any failure falls back to pread, which overwrites.
+            let by_uffd = match (&pages.uffd, &pages.map) {
+                (Some(uffd), Some(map))
+                    if st & VMA_ANON_PRIVATE != 0 && vma.flags & libc::MAP_LOCKED as u32 == 0 =>
+                {
+                    match fill_by_uffd(inj, uffd, map, vma, &runs, pages) {
+                        Ok(()) => true,
+                        Err(e @ Error::BadImage { .. }) => return Err(e),
+                        Err(e) => {
+                            debug!(
+                                "UFFDIO_COPY of VMA {:#x}: {e}; reading with pread",
+                                vma.start
+                            );
+                            false
                         }
                     }
                 }
-            } else {
-                let runs: Vec<(u64, u64, u64)> = pagemap
-                    .iter()
-                    .zip(&offsets)
-                    .filter_map(|(pe, &foff)| {
-                        let (s, e) = (
-                            pe.vaddr.max(vma.start),
-                            (pe.vaddr + pe_len(pe)).min(vma.end),
-                        );
-                        // Not then_some: e - s must not be computed when s >= e.
-                        if s < e {
-                            Some((s, e - s, foff + (s - pe.vaddr)))
-                        } else {
-                            None
-                        }
-                    })
-                    .collect();
-                match (&pages.uffd, &pages.map) {
-                    (Some(uffd), Some(map)) if st & VMA_ANON_PRIVATE != 0 => {
-                        fill_by_uffd(inj, uffd, map, vma, &runs, pages)?
-                    }
-                    _ => {
-                        for &(s, len, off) in &runs {
-                            pread_all(inj, pages.fd, &pages.image, s, len, off)?;
-                        }
-                    }
+                _ => false,
+            };
+            if !by_uffd {
+                for &(s, l, off) in &runs {
+                    pread_all(inj, pages.fd, &pages.image, s, l, off)?;
                 }
             }
             if fill_prot != vma.prot {
@@ -815,6 +948,70 @@ pub fn restore_vmas(
 
 fn pe_len(pe: &pb::PagemapEntry) -> u64 {
     pe.nr_pages.unwrap_or(u64::from(pe.compat_nr_pages)) * PAGE_SIZE
+}
+
+/// Shared anonymous objects re-created by cryo, by shmid, kept open as files: every restored
+/// process maps its part of the same object.
+pub type SharedAnon = BTreeMap<u64, File>;
+
+/// Re-create every shared anonymous object the VMAs of the tree use, sized to cover all of
+/// them, and fill it from its shmem pagemap (`shmem`: shmid -> (pages id, entries)).
+pub fn make_shared_anon(
+    dir: &Path,
+    vmas: &[&pb::VmaEntry],
+    shmem: &BTreeMap<u64, (u32, Vec<pb::PagemapEntry>)>,
+) -> Result<SharedAnon> {
+    let mut sizes: BTreeMap<u64, u64> = BTreeMap::new();
+    for v in vmas.iter().filter(|v| v.status & VMA_ANON_SHARED != 0) {
+        let end = v.pgoff.saturating_add(v.end.saturating_sub(v.start));
+        let e = sizes.entry(v.shmid).or_insert(0);
+        *e = (*e).max(end);
+    }
+    let mut out = SharedAnon::new();
+    for (shmid, size) in sizes {
+        let obj = cryo_sys::shmem::anon_shared_object(size).map_err(|source| Error::Path {
+            what: "create shared memory".into(),
+            path: format!("shmem {shmid}"),
+            source,
+        })?;
+        if let Some((pages_id, entries)) = shmem.get(&shmid) {
+            let image = ImageKind::Pages.file_name(Some(u64::from(*pages_id)))?;
+            let path = dir.join(&image);
+            let pages = File::open(&path).map_err(|source| Error::Path {
+                what: "open".into(),
+                path: path.display().to_string(),
+                source,
+            })?;
+            let mut buf = Vec::new();
+            let mut off = 0u64;
+            for pe in entries {
+                let len = pe_len(pe);
+                if pe.vaddr.saturating_add(len) > size {
+                    return Err(Error::BadImage {
+                        image: format!("pagemap-shmem-{shmid}.img"),
+                        what: format!("pages at offset {:#x} beyond the object", pe.vaddr),
+                    });
+                }
+                buf.resize(len as usize, 0);
+                pages
+                    .read_exact_at(&mut buf, off)
+                    .map_err(|source| Error::Path {
+                        what: format!("read at offset {off} of"),
+                        path: image.clone(),
+                        source,
+                    })?;
+                obj.write_all_at(&buf, pe.vaddr)
+                    .map_err(|source| Error::Path {
+                        what: "fill shared memory".into(),
+                        path: format!("shmem {shmid}"),
+                        source,
+                    })?;
+                off += len;
+            }
+        }
+        out.insert(shmid, obj);
+    }
+    Ok(out)
 }
 
 /// Where a task's pages come from at restore: the pages image open in the puppet (for pread),

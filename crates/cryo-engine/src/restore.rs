@@ -2,15 +2,18 @@
 //! the resource.
 //!
 //! 1. Read and check the images; re-create ghost files.
-//! 2. Map the trampoline in cryo at an address the dumped task does not use, and create the
-//!    puppet at the dumped PID with clone3(set_tid); it inherits the trampoline.
-//! 3. Drive the puppet with remote syscalls: drop what it inherited from cryo (fds, rseq,
-//!    memory), build the dumped address space, then signals, timers, limits, attributes,
-//!    session, fds, cwd/root and credentials (last: they take away the right to do the rest).
-//! 4. Its last syscall unmaps the trampoline; at that syscall's exit the dumped registers and
-//!    XSAVE state are set and the task is released.
+//! 2. Map the trampoline in cryo at an address no dumped task uses, and create the root
+//!    puppet at its PID with clone3(set_tid); it inherits the trampoline. Every other process
+//!    is forked, at its PID, by its parent puppet (a remote clone3) while that is still a copy
+//!    of cryo, so each puppet starts alike; sessions and groups are set as they are created.
+//! 3. Drive each puppet with remote syscalls: drop what it inherited from cryo (fds, rseq,
+//!    memory), build the dumped address space, then signals, timers, limits, attributes, its
+//!    threads (remote clone3 with CLONE_THREAD at their TIDs), fds, cwd/root and credentials
+//!    (last: they take away the right to do the rest).
+//! 4. Each thread's last syscall stops at its exit with the dumped registers and XSAVE state
+//!    set; the leader's last syscall unmaps the trampoline. Then every task is released.
 //!
-//! Any failure kills the puppet and removes the ghost files; the error names the image.
+//! Any failure kills every puppet and removes the ghost files; the error names the image.
 
 use crate::error::{Error, Result, TaskCtx};
 use crate::files::{self, reg::RegFiles};
@@ -32,16 +35,19 @@ const TRAMPOLINE_BYTES: u64 = 64 << 10;
 /// Scratch offsets used by the orchestrator (modules use the start of the scratch area).
 const PATH_OFF: u64 = 16 << 10;
 
-/// Everything read from the images for one task.
+/// Everything read from the images for one process.
 struct TaskImages {
     pstree: pb::PstreeEntry,
-    core: pb::CoreEntry,
+    /// One core per thread, the leader's first.
+    cores: Vec<(Pid, pb::CoreEntry)>,
     mm: pb::MmEntry,
     fs: pb::FsEntry,
     fdinfos: Vec<pb::FdinfoEntry>,
     pagemap: Vec<pb::PagemapEntry>,
     pages_id: u32,
     shmem: BTreeMap<u64, (u32, Vec<pb::PagemapEntry>)>,
+    /// A zombie: its wait status (nothing else of it is in the images).
+    zombie: Option<u32>,
 }
 
 fn bad(image: &str, what: impl Into<String>) -> Error {
@@ -51,7 +57,7 @@ fn bad(image: &str, what: impl Into<String>) -> Error {
     }
 }
 
-fn read_images(dir: &Path) -> Result<TaskImages> {
+fn read_images(dir: &Path) -> Result<Vec<TaskImages>> {
     let inv: pb::InventoryEntry = cryo_image::read_single(dir, ImageKind::Inventory, None)?;
     if inv.img_version != 2 {
         return Err(bad(
@@ -60,59 +66,130 @@ fn read_images(dir: &Path) -> Result<TaskImages> {
         ));
     }
     let tree: Vec<pb::PstreeEntry> = cryo_image::read_all_entries(dir, ImageKind::Pstree, None)?;
-    let pstree = match tree.as_slice() {
-        [one] => one.clone(),
-        [] => return Err(bad("pstree.img", "no task")),
-        _ => {
-            return Err(Error::Unsupported(format!(
-                "restoring {} processes (process trees come later)",
-                tree.len()
-            )))
+    if tree.is_empty() {
+        return Err(bad("pstree.img", "no task"));
+    }
+    let mut out = Vec::new();
+    for (n, pstree) in tree.into_iter().enumerate() {
+        if n > 0 && !out.iter().any(|t: &TaskImages| t.pstree.pid == pstree.ppid) {
+            return Err(bad(
+                "pstree.img",
+                format!("pid {} comes before its parent {}", pstree.pid, pstree.ppid),
+            ));
         }
-    };
-    if pstree.threads.len() > 1 {
-        return Err(Error::Unsupported(format!(
-            "restoring {} threads",
-            pstree.threads.len()
-        )));
-    }
-    let id = Some(u64::from(pstree.pid));
-    let core: pb::CoreEntry = cryo_image::read_single(dir, ImageKind::Core, id)?;
-    if core.mtype != pb::core_entry::March::X8664 as i32 {
-        return Err(bad(
-            &format!("core-{}.img", pstree.pid),
-            format!("machine type {} is not x86_64", core.mtype),
-        ));
-    }
-    let ids = core.ids.or(inv.root_ids).unwrap_or_default();
-    let mm: pb::MmEntry = cryo_image::read_single(dir, ImageKind::Mm, id)?;
-    let fs: pb::FsEntry = cryo_image::read_single(dir, ImageKind::Fs, id)?;
-    let fdinfos =
-        cryo_image::read_all_entries(dir, ImageKind::Fdinfo, Some(u64::from(ids.files_id)))?;
-    let (head, pagemap) =
-        cryo_image::pagemap::read_pagemap(dir, ImageKind::Pagemap, u64::from(pstree.pid))?;
-    let mut shmem = BTreeMap::new();
-    for v in &mm.vmas {
-        if v.status & memory::status::VMA_ANON_SHARED != 0 && !shmem.contains_key(&v.shmid) {
-            match cryo_image::pagemap::read_pagemap(dir, ImageKind::ShmemPagemap, v.shmid) {
-                Ok((h, entries)) => {
-                    shmem.insert(v.shmid, (h.pages_id, entries));
+        let pid = pstree.pid;
+        let id = Some(u64::from(pid));
+        let mut tids = pstree.threads.clone();
+        if tids.is_empty() {
+            tids.push(pid);
+        }
+        if tids[0] != pid {
+            return Err(bad(
+                "pstree.img",
+                format!("the first thread of {pid} is {}", tids[0]),
+            ));
+        }
+        let mut cores = Vec::new();
+        for tid in tids {
+            let core: pb::CoreEntry =
+                cryo_image::read_single(dir, ImageKind::Core, Some(u64::from(tid)))?;
+            if core.mtype != pb::core_entry::March::X8664 as i32 {
+                return Err(bad(
+                    &format!("core-{tid}.img"),
+                    format!("machine type {} is not x86_64", core.mtype),
+                ));
+            }
+            cores.push((Pid(tid as i32), core));
+        }
+        if let Some(tc) = cores[0]
+            .1
+            .tc
+            .as_ref()
+            .filter(|tc| tc.task_state == crate::dump::TASK_DEAD)
+        {
+            out.push(TaskImages {
+                zombie: Some(tc.exit_code),
+                pstree,
+                cores,
+                mm: Default::default(),
+                fs: Default::default(),
+                fdinfos: Vec::new(),
+                pagemap: Vec::new(),
+                pages_id: 0,
+                shmem: BTreeMap::new(),
+            });
+            continue;
+        }
+        let ids = cores[0]
+            .1
+            .ids
+            .or(if n == 0 { inv.root_ids } else { None })
+            .unwrap_or_default();
+        let mm: pb::MmEntry = cryo_image::read_single(dir, ImageKind::Mm, id)?;
+        let fs: pb::FsEntry = cryo_image::read_single(dir, ImageKind::Fs, id)?;
+        let fdinfos =
+            cryo_image::read_all_entries(dir, ImageKind::Fdinfo, Some(u64::from(ids.files_id)))?;
+        let (head, pagemap) =
+            cryo_image::pagemap::read_pagemap(dir, ImageKind::Pagemap, u64::from(pid))?;
+        check_pages_len(dir, head.pages_id, &pagemap)?;
+        let mut shmem = BTreeMap::new();
+        for v in &mm.vmas {
+            if v.status & memory::status::VMA_ANON_SHARED != 0 && !shmem.contains_key(&v.shmid) {
+                match cryo_image::pagemap::read_pagemap(dir, ImageKind::ShmemPagemap, v.shmid) {
+                    Ok((h, entries)) => {
+                        check_pages_len(dir, h.pages_id, &entries)?;
+                        shmem.insert(v.shmid, (h.pages_id, entries));
+                    }
+                    Err(cryo_image::ImageError::Missing { .. }) => {}
+                    Err(e) => return Err(e.into()),
                 }
-                Err(cryo_image::ImageError::Missing { .. }) => {}
-                Err(e) => return Err(e.into()),
             }
         }
+        out.push(TaskImages {
+            pstree,
+            cores,
+            mm,
+            fs,
+            fdinfos,
+            pagemap,
+            pages_id: head.pages_id,
+            shmem,
+            zombie: None,
+        });
     }
-    Ok(TaskImages {
-        pstree,
-        core,
-        mm,
-        fs,
-        fdinfos,
-        pagemap,
-        pages_id: head.pages_id,
-        shmem,
-    })
+    Ok(out)
+}
+
+/// The pages image must hold every page its pagemap lists.
+fn check_pages_len(dir: &Path, pages_id: u32, pagemap: &[pb::PagemapEntry]) -> Result<()> {
+    let path = cryo_image::image_path(dir, ImageKind::Pages, Some(u64::from(pages_id)))?;
+    let want: u64 = pagemap
+        .iter()
+        .map(|pe| {
+            pe.nr_pages
+                .unwrap_or(u64::from(pe.compat_nr_pages))
+                .saturating_mul(PAGE_SIZE)
+        })
+        .fold(0u64, |a, b| a.saturating_add(b));
+    let have = std::fs::metadata(&path)
+        .map_err(|source| match source.kind() {
+            std::io::ErrorKind::NotFound => {
+                Error::Image(cryo_image::ImageError::Missing { path: path.clone() })
+            }
+            _ => Error::Path {
+                what: "stat".into(),
+                path: path.display().to_string(),
+                source,
+            },
+        })?
+        .len();
+    if have < want {
+        return Err(bad(
+            &path.display().to_string(),
+            format!("ends at offset {have}, but its pagemap lists {want} bytes of pages"),
+        ));
+    }
+    Ok(())
 }
 
 /// An address range of `HOLE_BYTES` free in cryo and in the dumped address space.
@@ -137,35 +214,23 @@ fn find_hole(vmas: &[pb::VmaEntry]) -> Result<u64> {
 /// Restore the tree from `opts.images_dir`; the tasks are running when this returns.
 pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
     let dir = opts.images_dir.as_path();
-    let img = read_images(dir)?;
-    let pid = Pid(img.pstree.pid as i32);
-    let _span = info_span!("restore", pid = pid.0).entered();
+    let imgs = read_images(dir)?;
+    let root = Pid(imgs[0].pstree.pid as i32);
+    let _span = info_span!("restore", pid = root.0).entered();
     let files = RegFiles::load(dir)?;
-    let hole = find_hole(&img.mm.vmas)?;
-    // The puppet is created on cryo's CPU and inherits the pin; it gets cryo's old CPU set back
-    // before it is released.
-    let pin = crate::control::CpuPin::to(cryo_sys::task::current_cpu());
+    let all_vmas: Vec<pb::VmaEntry> = imgs
+        .iter()
+        .flat_map(|t| t.mm.vmas.iter().cloned())
+        .collect();
+    let hole = find_hole(&all_vmas)?;
     let tramp = Trampoline::map(hole, TRAMPOLINE_BYTES).map_err(|source| Error::Task {
         what: "map the trampoline".into(),
-        pid,
+        pid: root,
         source,
     })?;
-    let child = match puppet::spawn_puppet(Some(pid)) {
-        Ok(c) => c,
-        Err(e) => {
-            files.remove_ghosts();
-            let why = if e.raw_os_error() == Some(libc::EEXIST) {
-                "create (the pid is in use)"
-            } else {
-                "create"
-            };
-            return Err(Error::Task {
-                what: why.into(),
-                pid,
-                source: e,
-            });
-        }
-    };
+    // The puppets are created on cryo's CPU and inherit the pin; they get cryo's old CPU set
+    // back before they are released.
+    let pin = crate::control::CpuPin::to(cryo_sys::task::current_cpu());
     let env = PuppetEnv {
         files: &files,
         tramp: &tramp,
@@ -174,19 +239,259 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
         opts,
         cpus: pin.saved(),
     };
-    let res = drive_puppet(child, &img, &env);
+    let mut puppets = Vec::new();
+    let res = restore_tree(&imgs, &env, &mut puppets);
     files.remove_ghosts();
     match res {
         Ok(()) => {
-            info!("restored pid {child}");
-            Ok(Restored { root_pid: child.0 })
+            let mut first_err = None;
+            for p in &puppets {
+                if let Err(e) = release_puppet(p, env.cpus) {
+                    first_err.get_or_insert(e);
+                }
+            }
+            if let Some(e) = first_err {
+                kill_puppets(&puppets);
+                return Err(e);
+            }
+            info!("restored {} processes, root pid {root}", puppets.len());
+            Ok(Restored { root_pid: root.0 })
         }
         Err(e) => {
-            let _ = cryo_sys::task::kill(child, libc::SIGKILL);
-            let _ = cryo_sys::task::wait_pid(child);
+            kill_puppets(&puppets);
             Err(e)
         }
     }
+}
+
+/// A process being restored: its leader's injector and its threads, held stopped.
+struct Puppet {
+    pid: Pid,
+    inj: Injector,
+    template_xstate: Vec<u8>,
+    /// Non-leader threads created so far.
+    threads: Vec<Pid>,
+    /// Made a zombie again: nothing to release.
+    zombie: bool,
+}
+
+fn kill_puppets(puppets: &[Puppet]) {
+    for p in puppets.iter().rev() {
+        let _ = cryo_sys::task::kill(p.pid, libc::SIGKILL);
+    }
+    // The root is cryo's child; the others are reaped by their parents or, once those are
+    // gone, by whoever reaps orphans.
+    if let Some(root) = puppets.first() {
+        let _ = cryo_sys::task::wait_pid(root.pid);
+    }
+}
+
+fn release_puppet(p: &Puppet, cpus: &[usize]) -> Result<()> {
+    if p.zombie {
+        return Ok(());
+    }
+    for &tid in p.threads.iter().chain(std::iter::once(&p.pid)) {
+        if !cpus.is_empty() {
+            cryo_sys::task::set_affinity(tid, cpus).task_ctx("set CPU affinity", tid)?;
+        }
+    }
+    for &tid in &p.threads {
+        ptrace::detach(tid, 0).task_ctx("release", tid)?;
+    }
+    ptrace::detach(p.pid, 0).task_ctx("release", p.pid)
+}
+
+/// Wait for a new puppet's first stop and take it over: ptrace options, signals blocked.
+fn adopt(pid: Pid, tramp: &Trampoline) -> Result<Puppet> {
+    match ptrace::wait(pid).task_ctx("wait for the new task", pid)? {
+        WaitStatus::Stopped { .. } => {}
+        other => {
+            return Err(Error::Task {
+                what: format!("start (got {other:?})"),
+                pid,
+                source: std::io::Error::other("unexpected state"),
+            })
+        }
+    }
+    ptrace::set_options(
+        pid,
+        (libc::PTRACE_O_TRACESYSGOOD
+            | libc::PTRACE_O_EXITKILL
+            | libc::PTRACE_O_TRACEFORK
+            | libc::PTRACE_O_TRACECLONE) as u32,
+    )
+    .task_ctx("set ptrace options", pid)?;
+    let base = ptrace::get_regs(pid).task_ctx("read registers", pid)?;
+    let template_xstate = ptrace::get_xstate(pid).task_ctx("read xstate", pid)?;
+    ptrace::set_sigmask(pid, u64::MAX).task_ctx("block signals", pid)?;
+    let (scratch, scratch_len) = tramp.scratch();
+    let inj = Injector::new(
+        RemoteTask::new(pid, base, tramp.syscall_ip()),
+        scratch,
+        scratch_len,
+    );
+    Ok(Puppet {
+        pid,
+        inj,
+        template_xstate,
+        threads: Vec::new(),
+        zombie: false,
+    })
+}
+
+/// End a new puppet the way the dumped zombie ended (`status` as wait(2) gives it), so that it
+/// waits for its parent as a zombie again.
+fn make_zombie(p: &Puppet, status: u32) -> Result<()> {
+    let pid = p.pid;
+    let sig = status & 0x7f;
+    if sig == 0 {
+        // Its syscall never returns: the exit shows as an error of the remote syscall.
+        let _ = p
+            .inj
+            .task()
+            .syscall_raw(libc::SYS_exit_group, &[u64::from((status >> 8) & 0xff)]);
+    } else {
+        // Default action, unblocked, sent to itself; the stop it makes is passed on.
+        let dfl = p.inj.write_scratch(0, &[0u8; 32])?;
+        p.inj.syscall(
+            "reset the killing signal",
+            libc::SYS_rt_sigaction,
+            &[u64::from(sig), dfl.0, 0, 8],
+        )?;
+        ptrace::set_sigmask(pid, !(1u64 << (sig - 1)))
+            .task_ctx("unblock the killing signal", pid)?;
+        // The syscall ends at its exit stop (then the resume delivers the signal), or the
+        // delivery stop came first and ended the remote syscall (then it is passed on).
+        let first = match p.inj.task().syscall_raw(
+            libc::SYS_tgkill,
+            &[pid.0 as u64, pid.0 as u64, u64::from(sig)],
+        ) {
+            Ok(_) => 0,
+            Err(_) => sig as i32,
+        };
+        ptrace::cont(pid, first).task_ctx("let the signal kill", pid)?;
+        while let WaitStatus::Stopped { sig: s, .. } =
+            ptrace::wait(pid).task_ctx("wait for the zombie", pid)?
+        {
+            ptrace::cont(pid, s).task_ctx("let the signal kill", pid)?;
+        }
+    }
+    if procfs::read_stat(pid)
+        .map(|s| s.state != 'Z')
+        .unwrap_or(true)
+    {
+        return Err(Error::Task {
+            what: "make a zombie".into(),
+            pid,
+            source: std::io::Error::other("it did not end"),
+        });
+    }
+    Ok(())
+}
+
+/// Have `parent` create `tid` with clone3 (set_tid) and `flags`; returns the new task's TID.
+fn remote_clone(parent: &Injector, tid: Pid, flags: u64, exit_signal: u64) -> Result<Pid> {
+    const ARGS_OFF: u64 = 1024;
+    const TID_OFF: u64 = 1024 + 128;
+    let set_tid = parent.write_scratch(TID_OFF, &tid.0.to_ne_bytes())?;
+    let mut args = Vec::with_capacity(88);
+    for v in [flags, 0, 0, 0, exit_signal, 0, 0, 0, set_tid.0, 1, 0] {
+        args.extend_from_slice(&v.to_ne_bytes());
+    }
+    let a = parent.write_scratch(ARGS_OFF, &args)?;
+    let got = parent.syscall(
+        &format!("create task {tid}"),
+        libc::SYS_clone3,
+        &[a.0, args.len() as u64],
+    )?;
+    if got as i32 != tid.0 {
+        return Err(Error::Task {
+            what: format!("create at this pid (got {got})"),
+            pid: tid,
+            source: std::io::Error::from_raw_os_error(libc::EEXIST),
+        });
+    }
+    Ok(tid)
+}
+
+fn restore_tree(imgs: &[TaskImages], env: &PuppetEnv, puppets: &mut Vec<Puppet>) -> Result<()> {
+    // 1. Every process, parents first, each a fresh copy of cryo.
+    for (n, img) in imgs.iter().enumerate() {
+        let pid = Pid(img.pstree.pid as i32);
+        let child = if n == 0 {
+            match puppet::spawn_puppet(Some(pid)) {
+                Ok(c) => c,
+                Err(e) => {
+                    let why = if e.raw_os_error() == Some(libc::EEXIST) {
+                        "create (the pid is in use)"
+                    } else {
+                        "create"
+                    };
+                    return Err(Error::Task {
+                        what: why.into(),
+                        pid,
+                        source: e,
+                    });
+                }
+            }
+        } else {
+            let parent = puppets
+                .iter()
+                .find(|p| p.pid.0 as u32 == img.pstree.ppid)
+                .ok_or_else(|| {
+                    bad(
+                        "pstree.img",
+                        format!("no parent {} for {pid}", img.pstree.ppid),
+                    )
+                })?;
+            remote_clone(&parent.inj, pid, 0, libc::SIGCHLD as u64).map_err(|e| match e {
+                Error::Task { source, .. } if source.raw_os_error() == Some(libc::EEXIST) => {
+                    Error::Task {
+                        what: "create (the pid is in use)".into(),
+                        pid,
+                        source,
+                    }
+                }
+                e => e,
+            })?
+        };
+        let p = adopt(child, env.tramp)?;
+        let res = (|| -> Result<()> {
+            if n == 0 {
+                // What the root inherited from cryo; its children inherit the clean state.
+                p.inj.syscall(
+                    "close inherited fds",
+                    libc::SYS_close_range,
+                    &[0, u64::from(u32::MAX), 0],
+                )?;
+                task_attrs::unregister_inherited_rseq(&p.inj)?;
+            }
+            restore_session(&p.inj, &img.pstree, imgs, env.opts)
+        })();
+        puppets.push(p);
+        res?;
+        if let (Some(code), Some(p)) = (img.zombie, puppets.last_mut()) {
+            make_zombie(p, code)?;
+            p.zombie = true;
+        }
+    }
+    // 2. Each process becomes its dumped self, parents first (shared memory is created by the
+    //    first process that maps it).
+    let vmas: Vec<&pb::VmaEntry> = imgs.iter().flat_map(|t| t.mm.vmas.iter()).collect();
+    let mut shmem = BTreeMap::new();
+    for t in imgs {
+        for (k, v) in &t.shmem {
+            shmem.entry(*k).or_insert_with(|| v.clone());
+        }
+    }
+    let shm = memory::make_shared_anon(env.dir, &vmas, &shmem)?;
+    for (img, p) in imgs.iter().zip(puppets.iter_mut()) {
+        if img.zombie.is_some() {
+            continue;
+        }
+        drive_puppet(p, img, env, &shm)?;
+    }
+    Ok(())
 }
 
 /// What a puppet is driven with, besides its images.
@@ -201,51 +506,23 @@ struct PuppetEnv<'a> {
     cpus: &'a [usize],
 }
 
-fn drive_puppet(pid: Pid, img: &TaskImages, env: &PuppetEnv) -> Result<()> {
+fn drive_puppet(
+    pup: &mut Puppet,
+    img: &TaskImages,
+    env: &PuppetEnv,
+    shm: &memory::SharedAnon,
+) -> Result<()> {
+    let pid = pup.pid;
     let PuppetEnv {
         files,
         tramp,
         temp_vdso,
         dir,
-        opts,
         cpus,
+        ..
     } = *env;
     let core_img = format!("core-{pid}.img");
-    match ptrace::wait(pid).task_ctx("wait for the new task", pid)? {
-        WaitStatus::Stopped {
-            sig: libc::SIGSTOP, ..
-        } => {}
-        other => {
-            return Err(Error::Task {
-                what: format!("start (got {other:?})"),
-                pid,
-                source: std::io::Error::other("unexpected state"),
-            })
-        }
-    }
-    ptrace::set_options(
-        pid,
-        (libc::PTRACE_O_TRACESYSGOOD | libc::PTRACE_O_EXITKILL) as u32,
-    )
-    .task_ctx("set ptrace options", pid)?;
-    let base = ptrace::get_regs(pid).task_ctx("read registers", pid)?;
-    let template_xstate = ptrace::get_xstate(pid).task_ctx("read xstate", pid)?;
-    ptrace::set_sigmask(pid, u64::MAX).task_ctx("block signals", pid)?;
-    let (scratch, scratch_len) = tramp.scratch();
-    let mut inj = Injector::new(
-        RemoteTask::new(pid, base, tramp.syscall_ip()),
-        scratch,
-        scratch_len,
-    );
-
-    // What the puppet inherited from cryo.
-    inj.syscall(
-        "close inherited fds",
-        libc::SYS_close_range,
-        &[0, u64::from(u32::MAX), 0],
-    )?;
-    task_attrs::unregister_inherited_rseq(&inj)?;
-
+    let inj = &pup.inj;
     // Memory.
     let ctx = |what: &str, image: &str, e: Error| Error::Restore {
         what: what.to_string(),
@@ -253,7 +530,7 @@ fn drive_puppet(pid: Pid, img: &TaskImages, env: &PuppetEnv) -> Result<()> {
         image: image.to_string(),
         source: Box::new(e),
     };
-    let vdso = memory::restore_vdso(&inj, &img.mm.vmas, temp_vdso)
+    let vdso = memory::restore_vdso(inj, &img.mm.vmas, temp_vdso)
         .map_err(|e| ctx("vdso", &format!("mm-{pid}.img"), e))?;
     let mut keep = vec![(tramp.start(), tramp.start() + tramp.len())];
     for v in
@@ -283,19 +560,7 @@ fn drive_puppet(pid: Pid, img: &TaskImages, env: &PuppetEnv) -> Result<()> {
             ],
         )
     };
-    let pages_fd = open_image(&inj, ImageKind::Pages, u64::from(img.pages_id))?;
-    let mut shm_fds = BTreeMap::new();
-    for (shmid, (pages_id, entries)) in &img.shmem {
-        let name = ImageKind::Pages.file_name(Some(u64::from(*pages_id)))?;
-        shm_fds.insert(
-            *shmid,
-            (
-                open_image(&inj, ImageKind::Pages, u64::from(*pages_id))?,
-                name,
-                entries.clone(),
-            ),
-        );
-    }
+    let pages_fd = open_image(inj, ImageKind::Pages, u64::from(img.pages_id))?;
     let exe_path = files.open_path(img.mm.exe_file_id)?;
     let p = inj.write_cstr(PATH_OFF, &exe_path)?;
     let exe_fd = inj.syscall(
@@ -308,7 +573,7 @@ fn drive_puppet(pid: Pid, img: &TaskImages, env: &PuppetEnv) -> Result<()> {
             0,
         ],
     )?;
-    memory::unmap_all_but(&inj, &keep)?;
+    memory::unmap_all_but(inj, &keep)?;
     if let Some((start, end)) = vdso {
         // Any syscall instruction will do; the vDSO's stays put for good.
         debug!("vdso at {start:#x}-{end:#x}");
@@ -317,98 +582,177 @@ fn drive_puppet(pid: Pid, img: &TaskImages, env: &PuppetEnv) -> Result<()> {
         fd: pages_fd,
         image: ImageKind::Pages.file_name(Some(u64::from(img.pages_id)))?,
         map: map_pages(dir, img.pages_id),
-        uffd: puppet_uffd(&inj),
+        uffd: puppet_uffd(inj),
         copy_cpus: cpus.to_vec(),
     };
-    memory::restore_vmas(
-        &inj,
-        &img.mm,
-        &img.pagemap,
-        &pages,
-        &shm_fds,
-        files,
-        PATH_OFF,
-    )
-    .map_err(|e| ctx("memory", &format!("mm-{pid}.img and pagemap-{pid}.img"), e))?;
-    memory::restore_mm_fields(&inj, &img.mm, exe_fd, PATH_OFF)
+    memory::restore_vmas(inj, &img.mm, &img.pagemap, &pages, shm, files, PATH_OFF)
+        .map_err(|e| ctx("memory", &format!("mm-{pid}.img and pagemap-{pid}.img"), e))?;
+    memory::restore_mm_fields(inj, &img.mm, exe_fd, PATH_OFF)
         .map_err(|e| ctx("mm fields", &format!("mm-{pid}.img"), e))?;
     inj.syscall("close pages", libc::SYS_close, &[pages_fd])?;
-    for (fd, _, _) in shm_fds.values() {
-        inj.syscall("close pages", libc::SYS_close, &[*fd])?;
-    }
     inj.syscall("close executable", libc::SYS_close, &[exe_fd])?;
 
-    let tc = img
-        .core
+    let leader_core = &img.cores[0].1;
+    let tc = leader_core
         .tc
         .clone()
         .ok_or_else(|| bad(&core_img, "no task core"))?;
-    let th = img
-        .core
+    // Zombie children made SIGCHLDs pending here; SIG_IGN discards them (the dumped queue,
+    // with its own SIGCHLD, is put back later).
+    inj.write_scratch(0, &{
+        let mut act = [0u8; 32];
+        act[..8].copy_from_slice(&1u64.to_ne_bytes());
+        act
+    })?;
+    inj.syscall(
+        "discard SIGCHLDs",
+        libc::SYS_rt_sigaction,
+        &[libc::SIGCHLD as u64, inj.scratch().0, 0, 8],
+    )?;
+    signals::restore_sigactions(inj, &tc.sigactions)
+        .map_err(|e| ctx("sigactions", &core_img, e))?;
+    if let Some(t) = &tc.timers {
+        timers::restore_timers(inj, t).map_err(|e| ctx("timers", &core_img, e))?;
+    }
+    if let Some(r) = &tc.rlimits {
+        task_attrs::restore_rlimits(inj, r).map_err(|e| ctx("rlimits", &core_img, e))?;
+    }
+    task_attrs::restore_process_attrs(inj, &tc, img.fs.umask.unwrap_or(0o022))
+        .map_err(|e| ctx("task attributes", &core_img, e))?;
+    // The other threads, created while the leader still has every privilege (they inherit
+    // its credentials, then set their own).
+    const THREAD_FLAGS: u64 = (libc::CLONE_VM
+        | libc::CLONE_FS
+        | libc::CLONE_FILES
+        | libc::CLONE_SIGHAND
+        | libc::CLONE_THREAD
+        | libc::CLONE_SYSVSEM) as u64;
+    let mut thread_injs = Vec::new();
+    for (tid, _) in img.cores.iter().skip(1) {
+        remote_clone(inj, *tid, THREAD_FLAGS, 0)?;
+        pup.threads.push(*tid);
+        thread_injs.push(adopt(*tid, tramp)?);
+    }
+    let inj = &pup.inj;
+    for (t, (tid, core)) in thread_injs.iter().zip(img.cores.iter().skip(1)) {
+        let core_img = format!("core-{tid}.img");
+        restore_thread(&t.inj, core, &core_img)?;
+    }
+    restore_thread(inj, leader_core, &core_img)?;
+    files::restore_fds(inj, &img.fdinfos, files, PATH_OFF)
+        .map_err(|e| ctx("file descriptors", "fdinfo/files.img", e))?;
+    task_attrs::restore_fs(inj, &img.fs, files)
+        .map_err(|e| ctx("cwd and root", &format!("fs-{pid}.img"), e))?;
+    if let Some(adj) = tc.oom_score_adj {
+        restore_oom_score_adj(pid, adj)?;
+    }
+    for (t, (tid, core)) in thread_injs.iter().zip(img.cores.iter().skip(1)) {
+        if let Some(c) = core.thread_core.as_ref().and_then(|th| th.creds.as_ref()) {
+            creds::restore_creds(&t.inj, c)
+                .map_err(|e| ctx("credentials", &format!("core-{tid}.img"), e))?;
+        }
+    }
+    if let Some(c) = leader_core
+        .thread_core
+        .as_ref()
+        .and_then(|th| th.creds.as_ref())
+    {
+        creds::restore_creds(inj, c).map_err(|e| ctx("credentials", &core_img, e))?;
+    }
+    for (t, (_, core)) in thread_injs.iter().zip(img.cores.iter().skip(1)) {
+        if let Some(th) = &core.thread_core {
+            task_attrs::restore_pdeath_sig(&t.inj, th)?;
+        }
+    }
+    if let Some(th) = &leader_core.thread_core {
+        task_attrs::restore_pdeath_sig(inj, th)?;
+    }
+    // Queued signals, all sent by the leader (a sender other than the target process's
+    // leader may not forge si_code >= 0).
+    if let Some(q) = &tc.signals_s {
+        signals::restore_pending(inj, pid, q, true)
+            .map_err(|e| ctx("pending signals", &core_img, e))?;
+    }
+    for (tid, core) in &img.cores {
+        if let Some(q) = core
+            .thread_core
+            .as_ref()
+            .and_then(|th| th.signals_p.as_ref())
+        {
+            signals::restore_pending(inj, *tid, q, false)
+                .map_err(|e| ctx("pending signals", &format!("core-{tid}.img"), e))?;
+        }
+    }
+    // Every other thread stops at the exit of a last harmless syscall, as its dumped self.
+    for (t, (tid, core)) in thread_injs.iter().zip(img.cores.iter().skip(1)) {
+        t.inj
+            .task()
+            .syscall_to_exit_stop(libc::SYS_getpid, &[])
+            .task_ctx("last syscall", *tid)?;
+        set_final_state(*tid, core, &t.template_xstate, &format!("core-{tid}.img"))?;
+    }
+
+    // The end: the trampoline unmaps itself; at that syscall's exit the task becomes the dumped
+    // one.
+    pup.inj
+        .task_mut()
+        .syscall_to_exit_stop(libc::SYS_munmap, &[tramp.start(), tramp.len()])
+        .task_ctx("unmap the trampoline", pid)?;
+    set_final_state(pid, leader_core, &pup.template_xstate, &core_img)?;
+    Ok(())
+}
+
+/// Per-thread state of a puppet thread: altstack, robust list, TID address, scheduling, name,
+/// rseq.
+fn restore_thread(inj: &Injector, core: &pb::CoreEntry, image: &str) -> Result<()> {
+    let pid = inj.pid();
+    let ctx = |what: &str, e: Error| Error::Restore {
+        what: what.to_string(),
+        pid,
+        image: image.to_string(),
+        source: Box::new(e),
+    };
+    let th = core
         .thread_core
         .clone()
-        .ok_or_else(|| bad(&core_img, "no thread core"))?;
-    let ti = img
-        .core
+        .ok_or_else(|| bad(image, "no thread core"))?;
+    let ti = core
         .thread_info
         .clone()
-        .ok_or_else(|| bad(&core_img, "no x86 thread info"))?;
-    signals::restore_sigactions(&inj, &tc.sigactions)
-        .map_err(|e| ctx("sigactions", &core_img, e))?;
+        .ok_or_else(|| bad(image, "no x86 thread info"))?;
     let no_sas = pb::ThreadSasEntry {
         ss_sp: 0,
         ss_size: 0,
         ss_flags: libc::SS_DISABLE as u32,
     };
-    signals::restore_sigaltstack(&inj, th.sas.as_ref().unwrap_or(&no_sas))
-        .map_err(|e| ctx("sigaltstack", &core_img, e))?;
-    if let Some(t) = &tc.timers {
-        timers::restore_timers(&inj, t).map_err(|e| ctx("timers", &core_img, e))?;
-    }
-    if let Some(r) = &tc.rlimits {
-        task_attrs::restore_rlimits(&inj, r).map_err(|e| ctx("rlimits", &core_img, e))?;
-    }
-    task_attrs::restore_process_attrs(&inj, &tc, img.fs.umask.unwrap_or(0o022))
-        .map_err(|e| ctx("task attributes", &core_img, e))?;
-    task_attrs::restore_thread_attrs(&inj, &th, ti.clear_tid_addr)
-        .map_err(|e| ctx("thread attributes", &core_img, e))?;
-    restore_session(&inj, &img.pstree, opts)?;
-    files::restore_fds(&inj, &img.fdinfos, files, PATH_OFF)
-        .map_err(|e| ctx("file descriptors", "fdinfo/files.img", e))?;
-    task_attrs::restore_fs(&inj, &img.fs, files)
-        .map_err(|e| ctx("cwd and root", &format!("fs-{pid}.img"), e))?;
-    if let Some(adj) = tc.oom_score_adj {
-        restore_oom_score_adj(pid, adj)?;
-    }
-    if let Some(c) = &th.creds {
-        creds::restore_creds(&inj, c).map_err(|e| ctx("credentials", &core_img, e))?;
-    }
-    if let Some(q) = &tc.signals_s {
-        signals::restore_pending(&inj, q, true)
-            .map_err(|e| ctx("pending signals", &core_img, e))?;
-    }
-    if let Some(q) = &th.signals_p {
-        signals::restore_pending(&inj, q, false)
-            .map_err(|e| ctx("pending signals", &core_img, e))?;
-    }
+    signals::restore_sigaltstack(inj, th.sas.as_ref().unwrap_or(&no_sas))
+        .map_err(|e| ctx("sigaltstack", e))?;
+    task_attrs::restore_thread_attrs(inj, &th, ti.clear_tid_addr)
+        .map_err(|e| ctx("thread attributes", e))
+}
 
-    // The end: the trampoline unmaps itself; at that syscall's exit the task becomes the dumped
-    // one.
+/// At a thread's last syscall-exit stop: its dumped registers, XSAVE state and signal mask.
+fn set_final_state(
+    tid: Pid,
+    core: &pb::CoreEntry,
+    template_xstate: &[u8],
+    image: &str,
+) -> Result<()> {
+    let ti = core
+        .thread_info
+        .as_ref()
+        .ok_or_else(|| bad(image, "no x86 thread info"))?;
     let regs = cpu::entry_to_regs(&ti.gpregs);
-    let xstate = cpu::entry_to_xstate(&ti.fpregs, &template_xstate);
-    inj.task_mut()
-        .syscall_to_exit_stop(libc::SYS_munmap, &[tramp.start(), tramp.len()])
-        .task_ctx("unmap the trampoline", pid)?;
-    ptrace::set_regs(pid, &regs).task_ctx("set registers", pid)?;
-    ptrace::set_xstate(pid, &xstate).task_ctx("set xstate", pid)?;
-    ptrace::set_sigmask(pid, th.blk_sigset.unwrap_or(tc.blk_sigset))
-        .task_ctx("set signal mask", pid)?;
-    if !cpus.is_empty() {
-        cryo_sys::task::set_affinity(pid, cpus).task_ctx("set CPU affinity", pid)?;
-    }
-    ptrace::detach(pid, 0).task_ctx("release", pid)?;
-    let _ = PAGE_SIZE;
-    Ok(())
+    let xstate = cpu::entry_to_xstate(&ti.fpregs, template_xstate);
+    ptrace::set_regs(tid, &regs).task_ctx("set registers", tid)?;
+    ptrace::set_xstate(tid, &xstate).task_ctx("set xstate", tid)?;
+    let mask = core
+        .thread_core
+        .as_ref()
+        .and_then(|th| th.blk_sigset)
+        .or(core.tc.as_ref().map(|tc| tc.blk_sigset))
+        .unwrap_or(0);
+    ptrace::set_sigmask(tid, mask).task_ctx("set signal mask", tid)
 }
 
 /// The pages image mapped in cryo, for UFFDIO_COPY (None: pread it is).
@@ -441,10 +785,31 @@ fn puppet_uffd(inj: &Injector) -> Option<cryo_sys::uffd::Userfaultfd> {
     }
 }
 
-fn restore_session(inj: &Injector, p: &pb::PstreeEntry, opts: &RestoreOptions) -> Result<()> {
+/// Put a new puppet in its session and process group. Its parent (a puppet restored already,
+/// or cryo for the root) is where it starts from.
+fn restore_session(
+    inj: &Injector,
+    p: &pb::PstreeEntry,
+    tree: &[TaskImages],
+    opts: &RestoreOptions,
+) -> Result<()> {
     let pid = p.pid;
     if p.sid == pid {
         inj.syscall("create session", libc::SYS_setsid, &[])?;
+        return Ok(());
+    }
+    let in_tree = |id: u32| tree.iter().any(|t| t.pstree.pid == id);
+    if in_tree(p.sid) {
+        // The session came down from the parent; the group may be another one of it.
+        if p.pgid == pid {
+            inj.syscall("create process group", libc::SYS_setpgid, &[0, 0])?;
+        } else if in_tree(p.pgid) {
+            inj.syscall(
+                "join process group",
+                libc::SYS_setpgid,
+                &[0, u64::from(p.pgid)],
+            )?;
+        }
         return Ok(());
     }
     let own = procfs::read_stat(Pid(std::process::id() as i32))?;

@@ -140,8 +140,14 @@ pub fn dump_pending(pid: Pid, shared: bool) -> Result<pb::SignalQueueEntry> {
     })
 }
 
-/// Queue `q` again in the puppet (all signals must be blocked in it).
-pub fn restore_pending(inj: &Injector, q: &pb::SignalQueueEntry, shared: bool) -> Result<()> {
+/// Queue `q` again for thread `tid` (or, `shared`, for the process) of the puppet whose leader
+/// is behind `inj` (all signals must be blocked in it).
+pub fn restore_pending(
+    inj: &Injector,
+    tid: Pid,
+    q: &pb::SignalQueueEntry,
+    shared: bool,
+) -> Result<()> {
     let pid = inj.pid();
     for si in &q.signals {
         let mut info = si.siginfo.clone();
@@ -158,7 +164,7 @@ pub fn restore_pending(inj: &Injector, q: &pb::SignalQueueEntry, shared: bool) -
             inj.syscall(
                 &format!("queue signal {signo}"),
                 libc::SYS_rt_tgsigqueueinfo,
-                &[pid.0 as u64, pid.0 as u64, signo, p.0],
+                &[pid.0 as u64, tid.0 as u64, signo, p.0],
             )?;
         }
     }

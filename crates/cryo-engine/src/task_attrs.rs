@@ -137,13 +137,6 @@ pub fn restore_thread_attrs(
     tc: &pb::ThreadCoreEntry,
     clear_tid_addr: u64,
 ) -> Result<()> {
-    if let Some(sig) = tc.pdeath_sig.filter(|&s| s != 0) {
-        inj.syscall(
-            "set pdeath signal",
-            libc::SYS_prctl,
-            &[libc::PR_SET_PDEATHSIG as u64, u64::from(sig), 0, 0, 0],
-        )?;
-    }
     if tc.futex_rla != 0 {
         inj.syscall(
             "set robust futex list",
@@ -231,6 +224,18 @@ pub fn restore_process_attrs(inj: &Injector, tc: &pb::TaskCoreEntry, umask: u32)
             "set child subreaper",
             libc::SYS_prctl,
             &[libc::PR_SET_CHILD_SUBREAPER as u64, 1, 0, 0, 0],
+        )?;
+    }
+    Ok(())
+}
+
+/// Set the parent-death signal, after the credentials: a credential change clears it.
+pub fn restore_pdeath_sig(inj: &Injector, tc: &pb::ThreadCoreEntry) -> Result<()> {
+    if let Some(sig) = tc.pdeath_sig.filter(|&s| s != 0) {
+        inj.syscall(
+            "set pdeath signal",
+            libc::SYS_prctl,
+            &[libc::PR_SET_PDEATHSIG as u64, u64::from(sig), 0, 0, 0],
         )?;
     }
     Ok(())

@@ -3,12 +3,14 @@
 
 pub mod cpu;
 pub mod mem;
+pub mod pipe;
 pub mod probe;
 pub mod proc_ctl;
 pub mod procfs;
 pub mod ptrace;
 pub mod puppet;
 pub mod remote;
+pub mod shmem;
 pub mod signal;
 pub mod task;
 pub mod types;

@@ -1023,6 +1023,7 @@ scenario_tests! {
     // Not leave_running: the original keeps appending to the log after the dump, so a copy
     // restored from that dump cannot find its log as it left it.
     python: "python.py" => [plain, iterations];
+    tree: "tree.c" => [plain, leave_running, iterations];
 }
 
 // ---------------------------------------------------------------------------------------------

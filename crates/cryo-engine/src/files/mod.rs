@@ -1,7 +1,7 @@
 //! File descriptors: the fd table of a task (`fdinfo-N.img`) and the files behind it
-//! (`files.img`). Each kind of file has its own module; only regular files, directories and
-//! character devices that can be reopened by path (`reg`) exist so far: every other kind is
-//! refused with an error naming the fd and its kind.
+//! (`files.img`). Each kind of file has its own module: files reopened by path (`reg`:
+//! regular files, directories, /dev/null-like devices, terminals of a shell job) and pipes
+//! (`pipe`). Every other kind is refused with an error naming the fd and its kind.
 //!
 //! # Dump
 //! Every fd of /proc/PID/fd is classified by the target of its link and its fstat; its position
@@ -11,6 +11,7 @@
 //! The puppet opens each file by path (or the re-created ghost file), seeks to the position and
 //! moves the fd to its number with dup3, close-on-exec as it was.
 
+pub mod pipe;
 pub mod reg;
 
 use crate::error::{Error, Result};
@@ -83,6 +84,26 @@ pub fn dump_fds(pid: Pid, files: &mut RegFiles, shell_job: bool) -> Result<Vec<p
             .into_owned();
         let meta = std::fs::metadata(&link_path).ok();
         let info = procfs::read_fdinfo(pid, fd)?;
+        let cloexec = if info.flags & O_CLOEXEC != 0 {
+            FD_CLOEXEC
+        } else {
+            0
+        };
+        if let Some(inode) = pipe::pipe_inode(&link) {
+            let id = files.next_id();
+            let entry = files
+                .pipes
+                .dump_fd(pid, fd, inode, id, info.flags & !O_CLOEXEC)?;
+            files.entries.push(entry);
+            out.push(pb::FdinfoEntry {
+                id,
+                flags: cloexec,
+                r#type: pb::FdTypes::Pipe as i32,
+                fd: fd as u32,
+                xattr_security_selinux: None,
+            });
+            continue;
+        }
         let reopenable = match &meta {
             Some(m) => {
                 let ft = m.file_type();
@@ -132,13 +153,23 @@ pub fn restore_fds(
     scratch_off: u64,
 ) -> Result<()> {
     for fi in fdinfos {
-        if fi.r#type != pb::FdTypes::Reg as i32 {
+        let tmp = if fi.r#type == pb::FdTypes::Reg as i32 {
+            files.open_in(inj, fi.id, scratch_off)?
+        } else if fi.r#type == pb::FdTypes::Pipe as i32 {
+            let p = files
+                .entry(fi.id)
+                .and_then(|e| e.pipe.as_ref())
+                .ok_or_else(|| Error::BadImage {
+                    image: "files.img".into(),
+                    what: format!("no pipe {} for fd {}", fi.id, fi.fd),
+                })?;
+            files.pipes.open_in(inj, p, scratch_off)?
+        } else {
             return Err(Error::Unsupported(format!(
                 "fd {} of type {}",
                 fi.fd, fi.r#type
             )));
-        }
-        let tmp = files.open_in(inj, fi.id, scratch_off)?;
+        };
         let cloexec = if fi.flags & FD_CLOEXEC != 0 {
             libc::O_CLOEXEC as u64
         } else {

@@ -33,7 +33,8 @@ struct Ghost {
     data: Vec<u8>,
 }
 
-/// The regular-file entries of a dump or a restore, with their ghosts.
+/// The `files.img` entries of a dump or a restore: regular files with their ghosts, and the
+/// pipes.
 #[derive(Debug, Default)]
 pub struct RegFiles {
     /// `files.img` entries (all kinds; only REG so far).
@@ -48,6 +49,8 @@ pub struct RegFiles {
     remap_of: HashMap<u32, u32>,
     /// Restore: file id -> index in `entries`.
     by_id: HashMap<u32, usize>,
+    /// The pipes among the entries.
+    pub pipes: super::pipe::Pipes,
 }
 
 impl RegFiles {
@@ -151,6 +154,7 @@ impl RegFiles {
     /// Write `files.img`, the ghost images and `remap-fpath.img` into `dir`.
     pub fn write_images(&self, dir: &Path) -> Result<()> {
         cryo_image::write_all_entries(dir, ImageKind::Files, None, &self.entries)?;
+        self.pipes.write_images(dir)?;
         for g in &self.ghosts {
             let mut w = cryo_image::create_image(dir, ImageKind::GhostFile, Some(u64::from(g.id)))?;
             w.write_entry(&g.entry)?;
@@ -170,6 +174,7 @@ impl RegFiles {
         for (i, e) in t.entries.iter().enumerate() {
             t.by_id.insert(e.id, i);
         }
+        t.pipes = super::pipe::Pipes::load(dir, &t.entries)?;
         t.remaps = cryo_image::read_all_entries(dir, ImageKind::RemapFpath, None)?;
         for r in t.remaps.clone() {
             if r.remap_type != Some(pb::RemapType::Ghost as i32) {
@@ -191,6 +196,11 @@ impl RegFiles {
             t.remap_of.insert(r.orig_id, r.remap_id);
         }
         Ok(t)
+    }
+
+    /// The entry of file `id`.
+    pub fn entry(&self, id: u32) -> Option<&pb::FileEntry> {
+        self.by_id.get(&id).and_then(|&i| self.entries.get(i))
     }
 
     /// The regular-file entry of file `id`.
