@@ -171,6 +171,10 @@ pub struct Stat {
     pub pgrp: i32,
     /// Session.
     pub session: i32,
+    /// The controlling terminal's device number (0: none).
+    pub tty_nr: i32,
+    /// The controlling terminal's foreground process group (-1: none).
+    pub tpgid: i32,
     /// Number of threads.
     pub num_threads: i64,
     /// Scheduling priority as the kernel shows it.
@@ -243,6 +247,8 @@ pub fn parse_stat(text: &str, path: &str) -> Result<Stat, ProcError> {
         ppid: num(4)? as i32,
         pgrp: num(5)? as i32,
         session: num(6)? as i32,
+        tty_nr: num(7)? as i32,
+        tpgid: num(8)? as i32,
         priority: num(18)?,
         nice: num(19)?,
         num_threads: num(20)?,

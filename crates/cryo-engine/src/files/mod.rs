@@ -1,7 +1,7 @@
 //! File descriptors: the fd table of a task (`fdinfo-N.img`) and the files behind it
 //! (`files.img`). Each kind of file has its own module: files reopened by path (`reg`:
-//! regular files, directories, /dev/null-like devices, terminals of a shell job) and pipes
-//! (`pipe`). Every other kind is refused with an error naming the fd and its kind.
+//! regular files, directories, /dev/null-like devices), pipes (`pipe`) and the terminal of a
+//! shell job (`tty`). Every other kind is refused with an error naming the fd and its kind.
 //!
 //! # Dump
 //! Every fd of /proc/PID/fd is classified by the target of its link and its fstat; its position
@@ -13,6 +13,7 @@
 
 pub mod pipe;
 pub mod reg;
+pub mod tty;
 
 use crate::error::{Error, Result};
 use crate::remote::Injector;
@@ -104,6 +105,28 @@ pub fn dump_fds(pid: Pid, files: &mut RegFiles, shell_job: bool) -> Result<Vec<p
             });
             continue;
         }
+        if let Some(m) = meta
+            .as_ref()
+            .filter(|m| m.file_type().is_char_device() && tty::rdev_major(m) == tty::PTS_MAJOR)
+        {
+            if !shell_job {
+                return Err(Error::Unsupported(format!(
+                    "fd {fd} of pid {pid} ({link}): a terminal, which needs --shell-job"
+                )));
+            }
+            let stat = procfs::read_stat(pid)?;
+            let id = files.next_id();
+            let entry = files.ttys.dump_fd(m, &stat, id, info.flags & !O_CLOEXEC);
+            files.entries.push(entry);
+            out.push(pb::FdinfoEntry {
+                id,
+                flags: cloexec,
+                r#type: pb::FdTypes::Tty as i32,
+                fd: fd as u32,
+                xattr_security_selinux: None,
+            });
+            continue;
+        }
         let reopenable = match &meta {
             Some(m) => {
                 let ft = m.file_type();
@@ -164,6 +187,15 @@ pub fn restore_fds(
                     what: format!("no pipe {} for fd {}", fi.id, fi.fd),
                 })?;
             files.pipes.open_in(inj, p, scratch_off)?
+        } else if fi.r#type == pb::FdTypes::Tty as i32 {
+            let t = files
+                .entry(fi.id)
+                .and_then(|e| e.tty.as_ref())
+                .ok_or_else(|| Error::BadImage {
+                    image: "files.img".into(),
+                    what: format!("no terminal {} for fd {}", fi.id, fi.fd),
+                })?;
+            files.ttys.open_in(inj, t, scratch_off)?
         } else {
             return Err(Error::Unsupported(format!(
                 "fd {} of type {}",

@@ -51,6 +51,8 @@ pub struct RegFiles {
     by_id: HashMap<u32, usize>,
     /// The pipes among the entries.
     pub pipes: super::pipe::Pipes,
+    /// The terminals among the entries.
+    pub ttys: super::tty::Ttys,
 }
 
 impl RegFiles {
@@ -155,6 +157,7 @@ impl RegFiles {
     pub fn write_images(&self, dir: &Path) -> Result<()> {
         cryo_image::write_all_entries(dir, ImageKind::Files, None, &self.entries)?;
         self.pipes.write_images(dir)?;
+        self.ttys.write_images(dir)?;
         for g in &self.ghosts {
             let mut w = cryo_image::create_image(dir, ImageKind::GhostFile, Some(u64::from(g.id)))?;
             w.write_entry(&g.entry)?;
@@ -175,6 +178,7 @@ impl RegFiles {
             t.by_id.insert(e.id, i);
         }
         t.pipes = super::pipe::Pipes::load(dir, &t.entries)?;
+        t.ttys = super::tty::Ttys::load(dir)?;
         t.remaps = cryo_image::read_all_entries(dir, ImageKind::RemapFpath, None)?;
         for r in t.remaps.clone() {
             if r.remap_type != Some(pb::RemapType::Ghost as i32) {

@@ -11,6 +11,7 @@
 #include "scenario.h"
 #include <linux/futex.h>
 #include <poll.h>
+#include <termios.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
 
@@ -106,6 +107,12 @@ int main(int argc, char **argv)
 	int64_t took = (mono_ns() - t0) / 1000000;
 	CHECK(o == INTERRUPTED && got_alarm, "%s was not interrupted by SIGALRM", variant);
 	CHECK(took < 5000, "%s took %lld ms to see SIGALRM", variant, (long long)took);
+	if (!strcmp(variant, "read_tty")) {
+		/* The terminal is still this session's controlling terminal, in the foreground. */
+		CHECK(tcgetsid(0) == getsid(0), "stdin's session is %d, ours %d", (int)tcgetsid(0), (int)getsid(0));
+		CHECK(tcgetpgrp(0) == getpgrp(), "the terminal's foreground group is %d, ours %d", (int)tcgetpgrp(0),
+		      (int)getpgrp());
+	}
 	status_line("INFO %s: %ld spurious wakeups", variant, wakeups);
 	return pass();
 }
