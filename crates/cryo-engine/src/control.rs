@@ -242,7 +242,7 @@ impl Seized {
             }
             Release::Run => {
                 undo?;
-                ptrace::detach(pid, 0).task_ctx("detach", pid)
+                release_into_syscall(pid)
             }
             Release::Stop => {
                 undo?;
@@ -289,8 +289,50 @@ impl Drop for Seized {
         if let Err(e) = self.undo_injection() {
             tracing::error!(pid = self.pid.0, "releasing the task: {e}");
         }
-        let _ = ptrace::detach(self.pid, 0);
+        if release_into_syscall(self.pid).is_err() {
+            let _ = ptrace::detach(self.pid, 0);
+        }
     }
+}
+
+/// Detach a stopped thread (restored, or released after a dump). One that was interrupted
+/// inside a syscall resumes at that syscall's instruction, to run it again; it is first stepped into the syscall (to its entry
+/// stop) and only then detached. Released before, a signal arriving before it got there would
+/// run its handler and then the syscall would start over, where the dumped task would have
+/// returned EINTR from it (a pause() woken by SIGTERM would sleep on).
+pub fn release_into_syscall(tid: Pid) -> Result<()> {
+    let regs = ptrace::get_regs(tid).task_ctx("read registers", tid)?;
+    let mut insn = [0u8; 2];
+    let at_syscall = cryo_sys::mem::read(tid, cryo_sys::RemoteAddr(regs.rip), &mut insn)
+        .map(|n| n == 2)
+        .unwrap_or(false)
+        && insn == [0x0f, 0x05];
+    let mut sig = 0;
+    if at_syscall {
+        ptrace::syscall(tid, 0).task_ctx("step into the interrupted syscall", tid)?;
+        loop {
+            match ptrace::wait(tid).task_ctx("step into the interrupted syscall", tid)? {
+                // At the syscall's entry.
+                WaitStatus::Stopped { sig: s, .. } if s == libc::SIGTRAP | 0x80 => break,
+                // A signal came first: it is delivered on release, as it would have been.
+                WaitStatus::Stopped { sig: s, event: 0 } => {
+                    sig = s;
+                    break;
+                }
+                WaitStatus::Stopped { .. } => {
+                    ptrace::syscall(tid, 0).task_ctx("step into the interrupted syscall", tid)?
+                }
+                other => {
+                    return Err(Error::Task {
+                        what: format!("step into the interrupted syscall (got {other:?})"),
+                        pid: tid,
+                        source: std::io::Error::other("unexpected state"),
+                    })
+                }
+            }
+        }
+    }
+    ptrace::detach(tid, sig).task_ctx("release", tid)
 }
 
 /// cryo's main thread pinned to one CPU while it drives a task: a remote syscall costs a few

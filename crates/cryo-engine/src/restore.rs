@@ -295,10 +295,10 @@ fn release_puppet(p: &Puppet, cpus: &[usize]) -> Result<()> {
             cryo_sys::task::set_affinity(tid, cpus).task_ctx("set CPU affinity", tid)?;
         }
     }
-    for &tid in &p.threads {
-        ptrace::detach(tid, 0).task_ctx("release", tid)?;
+    for &tid in p.threads.iter().chain(std::iter::once(&p.pid)) {
+        crate::control::release_into_syscall(tid)?;
     }
-    ptrace::detach(p.pid, 0).task_ctx("release", p.pid)
+    Ok(())
 }
 
 /// Wait for a new puppet's first stop and take it over: ptrace options, signals blocked.
