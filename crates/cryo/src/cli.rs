@@ -41,7 +41,8 @@ pub const DEFAULT_VERBOSITY: u32 = 2;
         them (restore), here or on another machine. It takes CRIU's commands and options\n\
         and writes CRIU's image format, so tools that run `criu` can run `cryo`.",
     after_help = "Options and the command may come in any order, as with criu.\n\
-        `cryo <COMMAND> --help` lists the options of a command.",
+        `cryo <COMMAND> --help` lists the options of a command.\n\
+        `cryo crit --help`: decode, encode and inspect image files (CRIU's crit).",
     disable_version_flag = true,
     disable_help_subcommand = true,
     subcommand_required = true

@@ -5,6 +5,7 @@
 
 mod check;
 mod cli;
+mod crit;
 mod dump;
 mod log;
 mod restore;
@@ -59,6 +60,10 @@ impl Paths {
 fn main() -> ExitCode {
     let start = Instant::now();
     let argv: Vec<OsString> = std::env::args_os().collect();
+    // `cryo crit ...` is crit's own command line (its -i/-o are not CRIU's options).
+    if argv.get(1).is_some_and(|a| a == "crit") {
+        return ExitCode::from(crit::run(&argv[2..]));
+    }
     ExitCode::from(run(&argv, start))
 }
 

@@ -1,0 +1,152 @@
+//! `cryo crit`: CRIU's crit image tool. `decode` and `show` print an image as the JSON
+//! CRIU's crit prints, `encode` writes an image back from it, `info` prints its magic and entry
+//! count. Input from `-i FILE` or stdin, output to `-o FILE` or stdout (with a final newline on
+//! stdout only, as crit). The conversion itself is `cryo_image::crit`.
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use cryo_image::crit::{self, Json};
+use std::ffi::OsString;
+use std::io::{Read, Write};
+use std::path::PathBuf;
+
+/// cryo crit: convert CRIU images to and from JSON.
+#[derive(Debug, Parser)]
+#[command(
+    name = "cryo crit",
+    disable_version_flag = true,
+    disable_help_subcommand = true
+)]
+struct CritCli {
+    #[command(subcommand)]
+    command: CritCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum CritCommand {
+    /// Convert a criu image from binary type to json
+    Decode(DecodeArgs),
+    /// Convert a criu image from json type to binary
+    Encode(InOut),
+    /// Show info about an image
+    Info {
+        /// The image
+        #[arg(value_name = "IN")]
+        input: PathBuf,
+    },
+    /// Convert a criu image from binary to human-readable json
+    Show {
+        /// The image
+        #[arg(value_name = "IN")]
+        input: PathBuf,
+        /// Do not show entry payload (if any)
+        #[arg(long = "nopl")]
+        nopl: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+struct InOut {
+    /// Input file [default: stdin]
+    #[arg(short = 'i', long = "in", value_name = "IN")]
+    input: Option<PathBuf>,
+    /// Output file [default: stdout]
+    #[arg(short = 'o', long = "out", value_name = "OUT")]
+    output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct DecodeArgs {
+    #[command(flatten)]
+    io: InOut,
+    /// Multiline with indents and some numerical fields in field-specific format
+    #[arg(long = "pretty")]
+    pretty: bool,
+}
+
+fn read_input(path: Option<&PathBuf>) -> anyhow::Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    match path {
+        Some(p) => {
+            buf = std::fs::read(p).with_context(|| format!("read {}", p.display()))?;
+        }
+        None => {
+            std::io::stdin()
+                .read_to_end(&mut buf)
+                .context("read stdin")?;
+        }
+    }
+    Ok(buf)
+}
+
+fn write_output(
+    path: Option<&PathBuf>,
+    data: &[u8],
+    newline_on_stdout: bool,
+) -> anyhow::Result<()> {
+    match path {
+        Some(p) => std::fs::write(p, data).with_context(|| format!("write {}", p.display())),
+        None => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(data)
+                .and_then(|()| {
+                    if newline_on_stdout {
+                        out.write_all(b"\n")
+                    } else {
+                        Ok(())
+                    }
+                })
+                .and_then(|()| out.flush())
+                .context("write stdout")
+        }
+    }
+}
+
+fn decode_to(
+    data: &[u8],
+    pretty: bool,
+    nopl: bool,
+    output: Option<&PathBuf>,
+) -> anyhow::Result<()> {
+    let img = crit::decode(data, pretty, nopl).context("decode image")?;
+    let text = img.to_python_string(if pretty { Some(4) } else { None });
+    write_output(output, text.as_bytes(), true)
+}
+
+/// Runs `cryo crit ARGS...` (`args` without `cryo crit`); the exit status.
+pub fn run(args: &[OsString]) -> u8 {
+    let argv = std::iter::once(OsString::from("cryo crit")).chain(args.iter().cloned());
+    let cli = match CritCli::try_parse_from(argv) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { 1 } else { 0 };
+        }
+    };
+    let result = match &cli.command {
+        CritCommand::Decode(a) => read_input(a.io.input.as_ref())
+            .and_then(|d| decode_to(&d, a.pretty, false, a.io.output.as_ref())),
+        CritCommand::Show { input, nopl } => {
+            read_input(Some(input)).and_then(|d| decode_to(&d, true, *nopl, None))
+        }
+        CritCommand::Encode(io) => read_input(io.input.as_ref()).and_then(|d| {
+            let text = String::from_utf8(d).context(
+                "cannot read JSON; maybe this is an image with protobuf data? encode expects JSON input",
+            )?;
+            let json = Json::parse(&text).map_err(|e| anyhow::anyhow!("parse JSON: {e}"))?;
+            let img = crit::encode(&json).context("encode image")?;
+            write_output(io.output.as_ref(), &img, false)
+        }),
+        CritCommand::Info { input } => read_input(Some(input)).and_then(|d| {
+            let info = crit::info(&d).context("read image")?;
+            write_output(None, info.to_python_string(Some(4)).as_bytes(), true)
+        }),
+    };
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            1
+        }
+    }
+}
