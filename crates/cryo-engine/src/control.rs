@@ -216,7 +216,12 @@ impl Seized {
     pub fn release(mut self, how: Release) -> Result<()> {
         self.released = true;
         let pid = self.pid;
-        let undo = self.undo_injection();
+        // A task about to be killed needs nothing undone.
+        let undo = if how == Release::Kill {
+            Ok(())
+        } else {
+            self.undo_injection()
+        };
         match how {
             Release::Kill => {
                 if let Err(e) = cryo_sys::task::kill(pid, libc::SIGKILL) {
@@ -229,15 +234,9 @@ impl Seized {
                         });
                     }
                 }
-                // As tracer we see the death; after it the real parent can reap the task.
-                loop {
-                    match ptrace::wait(pid) {
-                        Ok(WaitStatus::Exited(_)) | Ok(WaitStatus::Signaled(_)) | Err(_) => break,
-                        Ok(_) => {
-                            let _ = ptrace::cont(pid, 0);
-                        }
-                    }
-                }
+                // No wait for the death: tearing down a large address space takes a while and
+                // happens in the dying task. The real parent can reap it once cryo lets go of
+                // it as tracer, at the latest when cryo exits.
                 Ok(())
             }
             Release::Run => {
