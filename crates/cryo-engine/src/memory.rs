@@ -238,16 +238,11 @@ impl<'a> PageSink<'a> {
             }
         }
         self.off += len;
-        match self.entries.last_mut() {
-            Some(last) if last.vaddr + last.nr_pages.unwrap_or(0) * PAGE_SIZE == img_vaddr => {
-                let n = last.nr_pages.unwrap_or(0) + nr;
-                last.nr_pages = Some(n);
-                last.compat_nr_pages = n as u32;
-            }
-            _ => self.entries.push(cryo_image::pagemap::pagemap_entry(
-                img_vaddr, nr as u32, PE_PRESENT,
-            )),
-        }
+        // One entry per run: runs are maximal within a VMA, and an entry never spans two VMAs
+        // (as in CRIU's images), so nothing is merged.
+        self.entries.push(cryo_image::pagemap::pagemap_entry(
+            img_vaddr, nr as u32, PE_PRESENT,
+        ));
         Ok(())
     }
 

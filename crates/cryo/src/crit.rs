@@ -43,6 +43,22 @@ enum CritCommand {
         #[arg(long = "nopl")]
         nopl: bool,
     },
+    /// Explore image dir
+    X {
+        /// The image directory
+        dir: PathBuf,
+        /// What to explore
+        #[arg(value_parser = ["ps", "fds", "mems", "rss"])]
+        what: String,
+    },
+    /// Check whether a dump can be restored; exit 1 and list the reasons when not
+    Validate {
+        /// The image directory
+        dir: PathBuf,
+        /// Print the problems as a JSON list
+        #[arg(long = "json")]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -113,6 +129,27 @@ fn decode_to(
     write_output(output, text.as_bytes(), true)
 }
 
+/// `crit validate`: prints the problems (text or JSON); 0 when there are none, else 1.
+fn validate(dir: &std::path::Path, json: bool) -> anyhow::Result<u8> {
+    let problems =
+        crit::validate::validate(dir).with_context(|| format!("read {}", dir.display()))?;
+    let text = if json {
+        let list = Json::Array(problems.iter().map(|p| p.to_json()).collect());
+        list.to_python_string(Some(4))
+    } else if problems.is_empty() {
+        "restorable".to_string()
+    } else {
+        let mut t = format!("not restorable: {} problem(s)", problems.len());
+        for p in &problems {
+            t.push('\n');
+            t.push_str(&p.to_string());
+        }
+        t
+    };
+    write_output(None, text.as_bytes(), true)?;
+    Ok(u8::from(!problems.is_empty()))
+}
+
 /// Runs `cryo crit ARGS...` (`args` without `cryo crit`); the exit status.
 pub fn run(args: &[OsString]) -> u8 {
     let argv = std::iter::once(OsString::from("cryo crit")).chain(args.iter().cloned());
@@ -141,6 +178,18 @@ pub fn run(args: &[OsString]) -> u8 {
             let info = crit::info(&d).context("read image")?;
             write_output(None, info.to_python_string(Some(4)).as_bytes(), true)
         }),
+        CritCommand::X { dir, what } => crit::explore::explore(dir, what)
+            .context("explore")
+            .and_then(|text| write_output(None, text.as_bytes(), false)),
+        CritCommand::Validate { dir, json } => {
+            return match validate(dir, *json) {
+                Ok(code) => code,
+                Err(e) => {
+                    eprintln!("Error: {e:#}");
+                    1
+                }
+            }
+        }
     };
     match result {
         Ok(()) => 0,

@@ -676,7 +676,8 @@ impl Case {
         Ok(())
     }
 
-    /// Every file of the images directory is 0600; every image survives the crit round trip.
+    /// Every file of the images directory is 0600; `cryo crit validate` finds the set
+    /// restorable; every image survives the crit round trip.
     fn check_images(&mut self, images: &Path) -> Res<()> {
         let mut problems = Vec::new();
         let mut imgs = Vec::new();
@@ -701,6 +702,19 @@ impl Case {
         }
         if imgs.is_empty() {
             problems.push(format!("no *.img in {}", images.display()));
+        }
+        // cryo's own validator must find the set restorable.
+        let out = Command::new(cryo_bin())
+            .args(["crit", "validate"])
+            .arg(images)
+            .output()
+            .map_err(|e| format!("run cryo crit validate: {e}"))?;
+        if !out.status.success() {
+            problems.push(format!(
+                "cryo crit validate {}: {}",
+                images.display(),
+                String::from_utf8_lossy(&out.stdout).trim_end()
+            ));
         }
         if Path::new(CRIT).exists() {
             let work = self.dir.join("crit");

@@ -19,7 +19,9 @@
 
 mod codec;
 mod convert;
+pub mod explore;
 pub mod json;
+pub mod validate;
 
 pub use json::Json;
 
