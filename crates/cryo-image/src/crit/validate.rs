@@ -399,7 +399,10 @@ fn check_files(cx: &mut Ctx<'_>, files: &[pb::FileEntry]) {
 }
 
 fn check_regs(cx: &mut Ctx<'_>, name: &str, core: &pb::CoreEntry) {
-    if core.mtype != pb::core_entry::March::X8664 as i32 {
+    // A zombie's core (TASK_DEAD) has no registers: only its exit status is kept.
+    if core.mtype != pb::core_entry::March::X8664 as i32
+        || core.tc.as_ref().is_some_and(|tc| tc.task_state == 2)
+    {
         return;
     }
     let Some(ti) = &core.thread_info else {
