@@ -352,12 +352,15 @@ fn make_zombie(p: &Puppet, status: u32) -> Result<()> {
             .syscall_raw(libc::SYS_exit_group, &[u64::from((status >> 8) & 0xff)]);
     } else {
         // Default action, unblocked, sent to itself; the stop it makes is passed on.
-        let dfl = p.inj.write_scratch(0, &[0u8; 32])?;
-        p.inj.syscall(
-            "reset the killing signal",
-            libc::SYS_rt_sigaction,
-            &[u64::from(sig), dfl.0, 0, 8],
-        )?;
+        // (SIGKILL and SIGSTOP have no action to reset.)
+        if sig != libc::SIGKILL as u32 && sig != libc::SIGSTOP as u32 {
+            let dfl = p.inj.write_scratch(0, &[0u8; 32])?;
+            p.inj.syscall(
+                "reset the killing signal",
+                libc::SYS_rt_sigaction,
+                &[u64::from(sig), dfl.0, 0, 8],
+            )?;
+        }
         ptrace::set_sigmask(pid, !(1u64 << (sig - 1)))
             .task_ctx("unblock the killing signal", pid)?;
         // The syscall ends at its exit stop (then the resume delivers the signal), or the
@@ -369,11 +372,17 @@ fn make_zombie(p: &Puppet, status: u32) -> Result<()> {
             Ok(_) => 0,
             Err(_) => sig as i32,
         };
-        ptrace::cont(pid, first).task_ctx("let the signal kill", pid)?;
-        while let WaitStatus::Stopped { sig: s, .. } =
-            ptrace::wait(pid).task_ctx("wait for the zombie", pid)?
-        {
-            ptrace::cont(pid, s).task_ctx("let the signal kill", pid)?;
+        // SIGKILL needs no delivery stop: the task may be dead already.
+        let dead = procfs::read_stat(pid)
+            .map(|s| s.state == 'Z')
+            .unwrap_or(true);
+        if !dead {
+            ptrace::cont(pid, first).task_ctx("let the signal kill", pid)?;
+            while let WaitStatus::Stopped { sig: s, .. } =
+                ptrace::wait(pid).task_ctx("wait for the zombie", pid)?
+            {
+                ptrace::cont(pid, s).task_ctx("let the signal kill", pid)?;
+            }
         }
     }
     if procfs::read_stat(pid)
