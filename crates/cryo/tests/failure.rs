@@ -19,6 +19,8 @@
 //! Case directories are under `target/tmp/failure/cases/`; failing ones are kept.
 #![forbid(unsafe_code)]
 
+mod common;
+use common::{send_signal, wait_child_timeout, Res};
 use std::ffi::OsStr;
 use std::fmt::Write as _;
 use std::fs::{self, File, OpenOptions};
@@ -30,8 +32,6 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
-
-type Res<T> = Result<T, String>;
 
 /// How long a scenario may take to get READY (heap_hash fills 256 MiB).
 const READY_TIMEOUT: Duration = Duration::from_secs(120);
@@ -153,30 +153,6 @@ fn cmdline_has(pid: i32, needle: &Path) -> bool {
     let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
     let needle = needle.as_os_str().as_encoded_bytes();
     !needle.is_empty() && cmdline.windows(needle.len()).any(|w| w == needle)
-}
-
-fn send_signal(pid: i32, sig: &str) -> Res<()> {
-    let status = Command::new("kill")
-        .args(["-s", sig, &pid.to_string()])
-        .stderr(Stdio::null())
-        .status()
-        .map_err(|e| format!("run kill: {e}"))?;
-    if !status.success() {
-        return Err(format!("kill -s {sig} {pid} failed ({status})"));
-    }
-    Ok(())
-}
-
-fn wait_child_timeout(child: &mut Child, timeout: Duration) -> Res<Option<ExitStatus>> {
-    let start = Instant::now();
-    loop {
-        match child.try_wait() {
-            Ok(Some(st)) => return Ok(Some(st)),
-            Ok(None) if start.elapsed() > timeout => return Ok(None),
-            Ok(None) => sleep(Duration::from_millis(20)),
-            Err(e) => return Err(format!("wait for pid {}: {e}", child.id())),
-        }
-    }
 }
 
 fn describe(st: ExitStatus) -> String {

@@ -36,6 +36,8 @@
 //! - `CRYO_SCENARIO_KEEP=1`: keep the case directories of passing cases too (under
 //!   `target/tmp/scenarios/`); failing ones are always kept.
 
+mod common;
+use common::{send_signal, wait_child_timeout, Res};
 use std::fmt::Write as _;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -59,8 +61,6 @@ const GONE_TIMEOUT: Duration = Duration::from_secs(30);
 const ITERATIONS: usize = 3;
 const CRIT: &str = "/usr/bin/crit";
 const SYSTEM_PYTHON: &str = "/usr/bin/python3";
-
-type Res<T> = Result<T, String>;
 
 /// Cases run one at a time: they reuse PIDs and want the CPUs.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -218,30 +218,6 @@ fn proc_stat_fields(pid: i32) -> Option<Vec<String>> {
 /// Whether PID exists and is not a zombie.
 fn alive(pid: i32) -> bool {
     matches!(proc_state(pid), Some(s) if s != 'Z' && s != 'X')
-}
-
-fn send_signal(pid: i32, sig: &str) -> Res<()> {
-    let status = Command::new("kill")
-        .args(["-s", sig, &pid.to_string()])
-        .stderr(Stdio::null())
-        .status()
-        .map_err(|e| format!("run kill: {e}"))?;
-    if !status.success() {
-        return Err(format!("kill -s {sig} {pid} failed ({status})"));
-    }
-    Ok(())
-}
-
-fn wait_child_timeout(child: &mut Child, timeout: Duration) -> Res<Option<ExitStatus>> {
-    let start = Instant::now();
-    loop {
-        match child.try_wait() {
-            Ok(Some(st)) => return Ok(Some(st)),
-            Ok(None) if start.elapsed() > timeout => return Ok(None),
-            Ok(None) => sleep(Duration::from_millis(20)),
-            Err(e) => return Err(format!("wait for pid {}: {e}", child.id())),
-        }
-    }
 }
 
 /// Describe a raw wait status.
