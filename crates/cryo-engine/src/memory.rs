@@ -12,9 +12,14 @@
 //! # Restore
 //! In the puppet: the vvar/vdso block is moved onto the dumped addresses, everything else but
 //! the trampoline is unmapped, then each VMA is mapped at its address (writable while it is
-//! filled), filled from the pages image by `pread64` run inside the puppet (one copy, no trip
-//! through cryo), and given its final protection and madvise flags. The mm fields, auxv and exe
-//! link are set in one `PR_SET_MM_MAP`.
+//! filled), filled from the pages image (UFFDIO_COPY from the image mapped in cryo, or `pread64`
+//! run inside the puppet), and given its final protection and madvise flags. The mm fields,
+//! auxv and exe link are set in one `PR_SET_MM_MAP`.
+//!
+//! Copy-on-write: a puppet forked from its restored parent inherits the parent's memory. Its
+//! private anonymous VMAs that the parent has too ([`inherited_vmas`]) are kept; of their pages
+//! only those that differ from the image are written, so pages the dumped processes shared are
+//! shared again (the image stays CRIU's: every process's pages are in it).
 
 use crate::error::{Error, Result, TaskCtx};
 use crate::files::reg::RegFiles;
@@ -773,8 +778,105 @@ pub fn unmap_all_but(inj: &Injector, keep: &[(u64, u64)]) -> Result<()> {
     Ok(())
 }
 
+/// The private anonymous VMAs of `mm` that a puppet forked from its restored parent keeps
+/// from it (copy-on-write): those the parent's image has with the same range and flags.
+/// Their pages stay shared with the parent wherever the contents are equal.
+pub fn inherited_vmas(mm: &pb::MmEntry, parent: Option<&pb::MmEntry>) -> Vec<(u64, u64)> {
+    let Some(parent) = parent else {
+        return Vec::new();
+    };
+    let inheritable = |v: &pb::VmaEntry| {
+        v.status & VMA_AREA_REGULAR != 0
+            && v.status & VMA_ANON_PRIVATE != 0
+            && !is_vdso_block(v)
+            && v.flags & libc::MAP_LOCKED as u32 == 0
+    };
+    mm.vmas
+        .iter()
+        .filter(|v| {
+            inheritable(v)
+                && parent.vmas.iter().any(|p| {
+                    inheritable(p)
+                        && p.start == v.start
+                        && p.end == v.end
+                        && p.flags == v.flags
+                        && p.status == v.status
+                })
+        })
+        .map(|v| (v.start, v.end))
+        .collect()
+}
+
+/// Bring an inherited private anonymous VMA to its dumped contents while keeping every page
+/// that is already right shared with the parent: pages of `runs` that differ are written
+/// through /proc/PID/mem (which breaks the sharing of that page only), and what the image
+/// does not list is zapped back to zero pages with MADV_DONTNEED.
+fn fill_inherited(
+    inj: &Injector,
+    mem: &File,
+    map: &MappedFile,
+    image: &str,
+    vma: &pb::VmaEntry,
+    runs: &[(u64, u64, u64)],
+) -> Result<()> {
+    let pid = inj.pid();
+    let bytes = map.bytes();
+    let page = PAGE_SIZE as usize;
+    let mut buf = vec![0u8; CHUNK_BYTES];
+    let mut at = vma.start;
+    let zap = |from: u64, to: u64| -> Result<()> {
+        if from < to {
+            inj.syscall(
+                "zap pages the image does not list",
+                libc::SYS_madvise,
+                &[from, to - from, libc::MADV_DONTNEED as u64],
+            )?;
+        }
+        Ok(())
+    };
+    for &(addr, len, off) in runs {
+        if off.saturating_add(len) > bytes.len() as u64 {
+            return Err(Error::BadImage {
+                image: image.to_string(),
+                what: format!(
+                    "ends at offset {}, before the pages its pagemap lists",
+                    bytes.len()
+                ),
+            });
+        }
+        zap(at, addr)?;
+        at = addr + len;
+        let mut done = 0u64;
+        while done < len {
+            let n = (len - done).min(CHUNK_BYTES as u64) as usize;
+            let cur = &mut buf[..n];
+            mem.read_exact_at(cur, addr + done)
+                .task_ctx("read inherited memory", pid)?;
+            let want = &bytes[(off + done) as usize..(off + done) as usize + n];
+            // Write runs of differing pages, each in one call.
+            let mut p = 0usize;
+            while p < n {
+                if cur[p..p + page] == want[p..p + page] {
+                    p += page;
+                    continue;
+                }
+                let first = p;
+                while p < n && cur[p..p + page] != want[p..p + page] {
+                    p += page;
+                }
+                mem.write_all_at(&want[first..p], addr + done + first as u64)
+                    .task_ctx("write memory", pid)?;
+            }
+            done += n as u64;
+        }
+    }
+    zap(at, vma.end)
+}
+
 /// Map and fill every VMA of `mm` in the puppet: pages come from `pages`; shared anonymous
-/// memory is mapped from the objects cryo made (`shared`), filled already.
+/// memory is mapped from the objects cryo made (`shared`), filled already. The ranges of
+/// `inherited` (see [`inherited_vmas`]) are mapped already, with the parent's contents.
+#[allow(clippy::too_many_arguments)]
 pub fn restore_vmas(
     inj: &Injector,
     mm: &pb::MmEntry,
@@ -782,8 +884,20 @@ pub fn restore_vmas(
     pages: &PagesSource,
     shared: &SharedAnon,
     files: &RegFiles,
+    inherited: &[(u64, u64)],
     scratch_off: u64,
 ) -> Result<()> {
+    // Inherited memory is brought up to date through /proc/PID/mem, read and written by cryo.
+    let mem = match (inherited.is_empty(), &pages.map) {
+        (false, Some(_)) => Some(
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(format!("/proc/{}/mem", inj.pid()))
+                .task_ctx("open the memory", inj.pid())?,
+        ),
+        _ => None,
+    };
     // File offset of each pagemap entry in the pages image.
     let mut offsets = Vec::with_capacity(pagemap.len());
     let mut off = 0u64;
@@ -817,6 +931,18 @@ pub fn restore_vmas(
                 })
                 .collect()
         };
+        if inherited.contains(&(vma.start, vma.end)) {
+            if let (Some(mem), Some(map)) = (&mem, &pages.map) {
+                fill_inherited(inj, mem, map, &pages.image, vma, &runs)?;
+                inj.syscall(
+                    "protect a VMA",
+                    libc::SYS_mprotect,
+                    &[vma.start, len, u64::from(vma.prot)],
+                )?;
+                apply_madvise(inj, vma)?;
+                continue;
+            }
+        }
         // Writable while it is filled.
         let fill_prot = if runs.is_empty() {
             vma.prot
@@ -930,11 +1056,21 @@ pub fn restore_vmas(
                 )?;
             }
         }
-        if let Some(madv) = vma.madv {
-            for bit in 0..64u64 {
-                if madv & (1 << bit) != 0 {
-                    inj.syscall("madvise a VMA", libc::SYS_madvise, &[vma.start, len, bit])?;
-                }
+        apply_madvise(inj, vma)?;
+    }
+    Ok(())
+}
+
+/// The madvise flags the VMA had.
+fn apply_madvise(inj: &Injector, vma: &pb::VmaEntry) -> Result<()> {
+    if let Some(madv) = vma.madv {
+        for bit in 0..64u64 {
+            if madv & (1 << bit) != 0 {
+                inj.syscall(
+                    "madvise a VMA",
+                    libc::SYS_madvise,
+                    &[vma.start, vma.end - vma.start, bit],
+                )?;
             }
         }
     }
@@ -1131,7 +1267,7 @@ fn pread_all(inj: &Injector, fd: u64, image: &str, addr: u64, len: u64, off: u64
 pub fn restore_mm_fields(
     inj: &Injector,
     mm: &pb::MmEntry,
-    exe_fd: u64,
+    exe_fd: Option<u64>,
     scratch_off: u64,
 ) -> Result<()> {
     let auxv: Vec<u8> = mm
@@ -1140,7 +1276,9 @@ pub fn restore_mm_fields(
         .flat_map(|w| w.to_ne_bytes())
         .collect();
     let auxv_addr = inj.write_scratch(scratch_off + 128, &auxv)?;
-    let map = prctl_mm_map_bytes(mm, auxv_addr.0, auxv.len() as u32, exe_fd as u32);
+    // -1: keep the exe link (the kernel refuses to replace one that is still mapped).
+    let exe_fd = exe_fd.map_or(u32::MAX, |fd| fd as u32);
+    let map = prctl_mm_map_bytes(mm, auxv_addr.0, auxv.len() as u32, exe_fd);
     let map_addr = inj.write_scratch(scratch_off, &map)?;
     inj.syscall(
         "set mm fields (PR_SET_MM_MAP)",

@@ -3,11 +3,13 @@
 //!
 //! 1. Read and check the images; re-create ghost files.
 //! 2. Map the trampoline in cryo at an address no dumped task uses, and create the root
-//!    puppet at its PID with clone3(set_tid); it inherits the trampoline. Every other process
-//!    is forked, at its PID, by its parent puppet (a remote clone3) while that is still a copy
-//!    of cryo, so each puppet starts alike; sessions and groups are set as they are created.
-//! 3. Drive each puppet with remote syscalls: drop what it inherited from cryo (fds, rseq,
-//!    memory), build the dumped address space, then signals, timers, limits, attributes, its
+//!    puppet at its PID with clone3(set_tid); it inherits the trampoline, drops what it
+//!    inherited from cryo (fds, rseq, memory) and builds its dumped address space. Every other
+//!    process is then forked, at its PID, by its parent puppet (a remote clone3) and builds its
+//!    own address space from the one it inherited: private anonymous VMAs the parent has too
+//!    are kept and only the pages that differ are written, so memory the dumped tasks shared
+//!    copy-on-write is shared again. Sessions and groups are set as processes are created.
+//! 3. Drive each puppet with remote syscalls: signals, timers, limits, attributes, its
 //!    threads (remote clone3 with CLONE_THREAD at their TIDs), fds, cwd/root and credentials
 //!    (last: they take away the right to do the rest).
 //! 4. Each thread's last syscall stops at its exit with the dumped registers and XSAVE state
@@ -424,7 +426,17 @@ fn remote_clone(parent: &Injector, tid: Pid, flags: u64, exit_signal: u64) -> Re
 }
 
 fn restore_tree(imgs: &[TaskImages], env: &PuppetEnv, puppets: &mut Vec<Puppet>) -> Result<()> {
-    // 1. Every process, parents first, each a fresh copy of cryo.
+    // Shared anonymous memory is re-created by cryo first; every process maps its part.
+    let vmas: Vec<&pb::VmaEntry> = imgs.iter().flat_map(|t| t.mm.vmas.iter()).collect();
+    let mut shmem = BTreeMap::new();
+    for t in imgs {
+        for (k, v) in &t.shmem {
+            shmem.entry(*k).or_insert_with(|| v.clone());
+        }
+    }
+    let shm = memory::make_shared_anon(env.dir, &vmas, &shmem)?;
+    // 1. Every process, parents first: the root a fresh copy of cryo, the others forked by
+    //    their parent once its memory is restored, so that they inherit it copy-on-write.
     for (n, img) in imgs.iter().enumerate() {
         let pid = Pid(img.pstree.pid as i32);
         let child = if n == 0 {
@@ -482,23 +494,22 @@ fn restore_tree(imgs: &[TaskImages], env: &PuppetEnv, puppets: &mut Vec<Puppet>)
         if let (Some(code), Some(p)) = (img.zombie, puppets.last_mut()) {
             make_zombie(p, code)?;
             p.zombie = true;
+            continue;
+        }
+        let parent = imgs[..n]
+            .iter()
+            .find(|t| t.pstree.pid == img.pstree.ppid)
+            .map(|t| &t.mm);
+        if let Some(p) = puppets.last() {
+            restore_memory(p, img, parent, env, &shm)?;
         }
     }
-    // 2. Each process becomes its dumped self, parents first (shared memory is created by the
-    //    first process that maps it).
-    let vmas: Vec<&pb::VmaEntry> = imgs.iter().flat_map(|t| t.mm.vmas.iter()).collect();
-    let mut shmem = BTreeMap::new();
-    for t in imgs {
-        for (k, v) in &t.shmem {
-            shmem.entry(*k).or_insert_with(|| v.clone());
-        }
-    }
-    let shm = memory::make_shared_anon(env.dir, &vmas, &shmem)?;
+    // 2. Each process becomes the rest of its dumped self.
     for (img, p) in imgs.iter().zip(puppets.iter_mut()) {
         if img.zombie.is_some() {
             continue;
         }
-        drive_puppet(p, img, env, &shm)?;
+        drive_puppet(p, img, env)?;
     }
     Ok(())
 }
@@ -515,9 +526,13 @@ struct PuppetEnv<'a> {
     cpus: &'a [usize],
 }
 
-fn drive_puppet(
-    pup: &mut Puppet,
+/// Build the puppet's dumped address space. A puppet forked from a restored parent keeps the
+/// private anonymous memory it inherited where its images allow ([`memory::inherited_vmas`]),
+/// so that pages the dumped tasks shared copy-on-write are shared again.
+fn restore_memory(
+    pup: &Puppet,
     img: &TaskImages,
+    parent: Option<&pb::MmEntry>,
     env: &PuppetEnv,
     shm: &memory::SharedAnon,
 ) -> Result<()> {
@@ -530,9 +545,7 @@ fn drive_puppet(
         cpus,
         ..
     } = *env;
-    let core_img = format!("core-{pid}.img");
     let inj = &pup.inj;
-    // Memory.
     let ctx = |what: &str, image: &str, e: Error| Error::Restore {
         what: what.to_string(),
         pid,
@@ -541,6 +554,7 @@ fn drive_puppet(
     };
     let vdso = memory::restore_vdso(inj, &img.mm.vmas, temp_vdso)
         .map_err(|e| ctx("vdso", &format!("mm-{pid}.img"), e))?;
+    let inherited = memory::inherited_vmas(&img.mm, parent);
     let mut keep = vec![(tramp.start(), tramp.start() + tramp.len())];
     for v in
         img.mm.vmas.iter().filter(|v| {
@@ -549,6 +563,7 @@ fn drive_puppet(
     {
         keep.push((v.start, v.end));
     }
+    keep.extend_from_slice(&inherited);
     keep.sort_unstable();
     let open_image = |inj: &Injector, kind: ImageKind, id: u64| -> Result<u64> {
         let path = cryo_image::image_path(dir, kind, Some(id))?;
@@ -571,17 +586,32 @@ fn drive_puppet(
     };
     let pages_fd = open_image(inj, ImageKind::Pages, u64::from(img.pages_id))?;
     let exe_path = files.open_path(img.mm.exe_file_id)?;
-    let p = inj.write_cstr(PATH_OFF, &exe_path)?;
-    let exe_fd = inj.syscall(
-        &format!("open executable {exe_path}"),
-        libc::SYS_openat,
-        &[
-            libc::AT_FDCWD as u64,
-            p.0,
-            (libc::O_RDONLY | libc::O_CLOEXEC) as u64,
-            0,
-        ],
-    )?;
+    // A forked puppet has its parent's executable already; it may well be the right one.
+    let same_exe = {
+        use std::os::unix::fs::MetadataExt;
+        match (
+            std::fs::metadata(format!("/proc/{pid}/exe")),
+            std::fs::metadata(&exe_path),
+        ) {
+            (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+            _ => false,
+        }
+    };
+    let exe_fd = if same_exe {
+        None
+    } else {
+        let p = inj.write_cstr(PATH_OFF, &exe_path)?;
+        Some(inj.syscall(
+            &format!("open executable {exe_path}"),
+            libc::SYS_openat,
+            &[
+                libc::AT_FDCWD as u64,
+                p.0,
+                (libc::O_RDONLY | libc::O_CLOEXEC) as u64,
+                0,
+            ],
+        )?)
+    };
     memory::unmap_all_but(inj, &keep)?;
     if let Some((start, end)) = vdso {
         // Any syscall instruction will do; the vDSO's stays put for good.
@@ -594,13 +624,38 @@ fn drive_puppet(
         uffd: puppet_uffd(inj),
         copy_cpus: cpus.to_vec(),
     };
-    memory::restore_vmas(inj, &img.mm, &img.pagemap, &pages, shm, files, PATH_OFF)
-        .map_err(|e| ctx("memory", &format!("mm-{pid}.img and pagemap-{pid}.img"), e))?;
+    memory::restore_vmas(
+        inj,
+        &img.mm,
+        &img.pagemap,
+        &pages,
+        shm,
+        files,
+        &inherited,
+        PATH_OFF,
+    )
+    .map_err(|e| ctx("memory", &format!("mm-{pid}.img and pagemap-{pid}.img"), e))?;
     memory::restore_mm_fields(inj, &img.mm, exe_fd, PATH_OFF)
         .map_err(|e| ctx("mm fields", &format!("mm-{pid}.img"), e))?;
     inj.syscall("close pages", libc::SYS_close, &[pages_fd])?;
-    inj.syscall("close executable", libc::SYS_close, &[exe_fd])?;
+    if let Some(fd) = exe_fd {
+        inj.syscall("close executable", libc::SYS_close, &[fd])?;
+    }
 
+    Ok(())
+}
+
+fn drive_puppet(pup: &mut Puppet, img: &TaskImages, env: &PuppetEnv) -> Result<()> {
+    let pid = pup.pid;
+    let PuppetEnv { files, tramp, .. } = *env;
+    let core_img = format!("core-{pid}.img");
+    let inj = &pup.inj;
+    let ctx = |what: &str, image: &str, e: Error| Error::Restore {
+        what: what.to_string(),
+        pid,
+        image: image.to_string(),
+        source: Box::new(e),
+    };
     let leader_core = &img.cores[0].1;
     let tc = leader_core
         .tc

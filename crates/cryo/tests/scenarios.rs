@@ -1014,6 +1014,7 @@ scenario_tests! {
     // restored from that dump cannot find its log as it left it.
     python: "python.py" => [plain, iterations];
     tree: "tree.c" => [plain, leave_running, iterations];
+    cow: "cow.c" => [plain, leave_running, iterations];
     open_files: "open_files.c" => [plain, leave_running, iterations];
 }
 
