@@ -74,6 +74,10 @@ pub struct Seized {
     pub sigmask: u64,
     /// The VMAs as found, before cryo mapped its scratch area in the task.
     pub maps: Vec<procfs::MapsEntry>,
+    /// The signal that had stopped the task (SIGSTOP, SIGTSTP…) if it was found in a group
+    /// stop. It stays stopped when released to run: the kernel puts a detached task back into
+    /// the group stop that is still in effect.
+    pub stop_signo: Option<i32>,
     injector: Option<Injector>,
     released: bool,
 }
@@ -88,6 +92,7 @@ impl Seized {
             xstate: Vec::new(),
             sigmask: 0,
             maps: Vec::new(),
+            stop_signo: None,
             injector: None,
             released: true,
         };
@@ -132,10 +137,20 @@ impl Seized {
                     }
                     std::thread::sleep(Duration::from_micros(200));
                 }
+                // PTRACE_INTERRUPT stops with SIGTRAP; a task in a group stop reports the
+                // signal that stopped it.
                 Some(WaitStatus::Stopped {
                     event: PTRACE_EVENT_STOP,
-                    ..
-                }) => return Ok(()),
+                    sig,
+                }) => {
+                    if matches!(
+                        sig,
+                        libc::SIGSTOP | libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU
+                    ) {
+                        self.stop_signo = Some(sig);
+                    }
+                    return Ok(());
+                }
                 Some(WaitStatus::Stopped { sig, event: 0 }) => {
                     // A signal was being delivered: let it go through; the interrupt stays
                     // pending and stops the task right after.

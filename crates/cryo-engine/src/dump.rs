@@ -65,6 +65,8 @@ struct SeizedProc {
 
 /// CRIU's task state for a zombie (`TASK_DEAD`).
 pub const TASK_DEAD: u32 = 2;
+/// CRIU's task state for a task in a group stop (`TASK_STOPPED`); `stop_signo` says by what.
+pub const TASK_STOPPED: u32 = 3;
 
 /// Checkpoint the tree rooted at `opts.pid` into `opts.images_dir`.
 pub fn dump(opts: &DumpOptions) -> Result<()> {
@@ -355,6 +357,7 @@ fn dump_tree(tree: &mut [SeizedProc], opts: &DumpOptions) -> Result<(Duration, u
             .ok_or_else(|| Error::Unsupported(format!("a process without threads (pid {pid})")))?;
         let maps = leader.maps.clone();
         let leader_sigmask = leader.sigmask;
+        let stop_signo = leader.stop_signo;
         let inj = leader.injector()?;
         between_phases("injector")?;
         let sigactions = signals::dump_sigactions(inj)?;
@@ -409,7 +412,12 @@ fn dump_tree(tree: &mut [SeizedProc], opts: &DumpOptions) -> Result<(Duration, u
         between_phases("memory")?;
 
         let tc = pb::TaskCoreEntry {
-            task_state: TASK_ALIVE,
+            task_state: if stop_signo.is_some() {
+                TASK_STOPPED
+            } else {
+                TASK_ALIVE
+            },
+            stop_signo: stop_signo.map(|s| s as u32),
             exit_code: 0,
             personality,
             flags: 0,

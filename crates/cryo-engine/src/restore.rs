@@ -275,6 +275,8 @@ struct Puppet {
     threads: Vec<Pid>,
     /// Made a zombie again: nothing to release.
     zombie: bool,
+    /// Dumped in a group stop by this signal: stopped again on release.
+    stop_signo: Option<i32>,
 }
 
 fn kill_puppets(puppets: &[Puppet]) {
@@ -296,6 +298,11 @@ fn release_puppet(p: &Puppet, cpus: &[usize]) -> Result<()> {
         if !cpus.is_empty() {
             cryo_sys::task::set_affinity(tid, cpus).task_ctx("set CPU affinity", tid)?;
         }
+    }
+    if let Some(sig) = p.stop_signo {
+        // Queued while every thread is held: the first to run takes it and the group stops
+        // before any of them runs a user instruction.
+        cryo_sys::task::kill(p.pid, sig).task_ctx("stop again", p.pid)?;
     }
     for &tid in p.threads.iter().chain(std::iter::once(&p.pid)) {
         crate::control::release_into_syscall(tid)?;
@@ -338,6 +345,7 @@ fn adopt(pid: Pid, tramp: &Trampoline) -> Result<Puppet> {
         template_xstate,
         threads: Vec::new(),
         zombie: false,
+        stop_signo: None,
     })
 }
 
@@ -661,6 +669,9 @@ fn drive_puppet(pup: &mut Puppet, img: &TaskImages, env: &PuppetEnv) -> Result<(
         .tc
         .clone()
         .ok_or_else(|| bad(&core_img, "no task core"))?;
+    if tc.task_state == crate::dump::TASK_STOPPED {
+        pup.stop_signo = Some(tc.stop_signo.map_or(libc::SIGSTOP, |s| s as i32));
+    }
     // Zombie children made SIGCHLDs pending here; SIG_IGN discards them (the dumped queue,
     // with its own SIGCHLD, is put back later).
     inj.write_scratch(0, &{

@@ -6,8 +6,9 @@
  * After SIGTERM the parent checks: the worker has the same PID and parent, its thread still
  * runs (a counter it bumps in the shared memory keeps moving), memory written by one process is
  * seen by the other (so it is still one object), the unread pipe data is intact, a request/reply
- * round trip through the pipes works, and the zombies are still there with their exit status
- * (one exited with 42, one was killed by SIGUSR2).
+ * round trip through the pipes works, the zombies are still there with their exit status
+ * (one exited with 42, one was killed by SIGUSR2), and a child stopped by SIGSTOP is still
+ * stopped and ends normally once continued.
  */
 #include "scenario.h"
 #include <pthread.h>
@@ -77,6 +78,13 @@ int main(void)
 		raise(SIGUSR2);
 		_exit(1);
 	}
+	/* A child stopped by SIGSTOP (SIGTSTP would be discarded: the group is orphaned): it must stay stopped, and carry on when continued. */
+	pid_t stopped = fork();
+	SYS(stopped);
+	if (stopped == 0) {
+		raise(SIGSTOP);
+		_exit(7);
+	}
 	pid_t w = fork();
 	SYS(w);
 	if (w == 0) {
@@ -92,6 +100,7 @@ int main(void)
 	memset(&si, 0, sizeof(si));
 	SYS(waitid(P_PID, zombie, &si, WEXITED | WNOWAIT));
 	SYS(waitid(P_PID, killed, &si, WEXITED | WNOWAIT));
+	SYS(waitid(P_PID, stopped, &si, WSTOPPED | WNOWAIT));
 	while (shm->thread_ticks < 5)
 		sleep_ms(1);
 	ready();
@@ -134,6 +143,19 @@ int main(void)
 	CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 42, "zombie's status is %#x", st);
 	CHECK(waitpid(killed, &st, WNOHANG) == killed, "killed zombie %d is not waitable", killed);
 	CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGUSR2, "killed zombie's status is %#x", st);
+
+	/* The stopped child. */
+	snprintf(path, sizeof(path), "/proc/%d/stat", stopped);
+	CHECK(read_small_file(path, buf, sizeof(buf)) > 0, "stopped child %d is gone", stopped);
+	rp = strrchr(buf, ')');
+	CHECK(rp && sscanf(rp + 2, "%c", &state) == 1 && state == 'T', "stopped child is in state %c",
+	      state);
+	sleep_ms(50);
+	CHECK(waitpid(stopped, &st, WNOHANG | WUNTRACED) != stopped || WIFSTOPPED(st),
+	      "stopped child ended while stopped: %#x", st);
+	SYS(kill(stopped, SIGCONT));
+	CHECK(waitpid(stopped, &st, 0) == stopped, "waitpid stopped child: %s", strerror(errno));
+	CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 7, "continued child's status is %#x", st);
 
 	kill(w, SIGKILL);
 	waitpid(w, NULL, 0);
