@@ -15,6 +15,7 @@ use crate::files::{self, reg::RegFiles};
 use crate::{cpu, creds, memory, signals, task_attrs, timers, DumpOptions};
 use cryo_image::{pb, ImageKind};
 use cryo_sys::{procfs, Pid};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::{Duration, Instant};
 use tracing::{info, info_span};
@@ -310,6 +311,33 @@ fn dump_tree(tree: &mut [SeizedProc], opts: &DumpOptions) -> Result<(Duration, u
     let mut mem_time = Duration::ZERO;
     let mut total_pages = 0;
     let mut root_ids = None;
+    let live: Vec<Pid> = tree
+        .iter()
+        .filter(|p| p.zombie.is_none())
+        .map(|p| p.pid)
+        .collect();
+    let tree_ids = crate::kobj_ids::assign_ids(&live)?;
+    info!(
+        "shared kernel objects: {} kcmp calls for {} processes",
+        tree_ids.kcmp_calls,
+        live.len()
+    );
+    // Restore cannot share an address space between processes yet: refuse before anything
+    // is written (a vfork child that has not exec'd yet, clone(CLONE_VM) without a thread).
+    for (i, a) in tree_ids.ids.iter().enumerate() {
+        if let Some(j) = tree_ids.ids[..i].iter().position(|b| b.vm_id == a.vm_id) {
+            return Err(Error::Unsupported(format!(
+                "pid {} sharing its address space with pid {} (CLONE_VM without CLONE_THREAD)",
+                live[i], live[j]
+            )));
+        }
+    }
+    let mut ids_of = live
+        .iter()
+        .copied()
+        .zip(tree_ids.ids)
+        .collect::<BTreeMap<_, _>>();
+    let mut fd_tables_done = BTreeSet::new();
     for (n, proc) in tree.iter_mut().enumerate() {
         let pid = proc.pid;
         if let Some(z) = &proc.zombie {
@@ -381,15 +409,17 @@ fn dump_tree(tree: &mut [SeizedProc], opts: &DumpOptions) -> Result<(Duration, u
         }
         between_phases("remote")?;
 
-        // Each process has its own fd table, fs and mm for now (sharing comes with kcmp).
-        let ids = pb::TaskKobjIdsEntry {
-            vm_id: n as u32 + 1,
-            files_id: n as u32 + 1,
-            fs_id: n as u32 + 1,
-            sighand_id: n as u32 + 1,
-            ..Default::default()
+        let ids = ids_of.remove(&pid).ok_or_else(|| {
+            Error::Unsupported(format!(
+                "pid {pid} appeared in the tree after it was frozen"
+            ))
+        })?;
+        // A shared fd table is dumped once, with the first process that has it.
+        let fdinfos = if fd_tables_done.insert(ids.files_id) {
+            Some(files::dump_fds(pid, &mut files, opts.shell_job)?)
+        } else {
+            None
         };
-        let fdinfos = files::dump_fds(pid, &mut files, opts.shell_job)?;
         let fs = task_attrs::dump_fs(pid, &mut files, status.umask)?;
         between_phases("files")?;
 
@@ -448,12 +478,14 @@ fn dump_tree(tree: &mut [SeizedProc], opts: &DumpOptions) -> Result<(Duration, u
         cryo_image::write_single(dir, ImageKind::Ids, id, &ids)?;
         cryo_image::write_single(dir, ImageKind::Mm, id, &memdump.mm)?;
         cryo_image::write_single(dir, ImageKind::Fs, id, &fs)?;
-        cryo_image::write_all_entries(
-            dir,
-            ImageKind::Fdinfo,
-            Some(u64::from(ids.files_id)),
-            &fdinfos,
-        )?;
+        if let Some(fdinfos) = &fdinfos {
+            cryo_image::write_all_entries(
+                dir,
+                ImageKind::Fdinfo,
+                Some(u64::from(ids.files_id)),
+                fdinfos,
+            )?;
+        }
         pstree.push(pb::PstreeEntry {
             pid: pid.0 as u32,
             // The root's parent is outside the tree.

@@ -46,6 +46,7 @@ pub mod creds;
 pub mod dump;
 pub mod error;
 pub mod files;
+pub mod kobj_ids;
 pub mod memory;
 pub mod remote;
 pub mod restore;

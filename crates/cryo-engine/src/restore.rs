@@ -50,6 +50,8 @@ struct TaskImages {
     shmem: BTreeMap<u64, (u32, Vec<pb::PagemapEntry>)>,
     /// A zombie: its wait status (nothing else of it is in the images).
     zombie: Option<u32>,
+    /// Which mm, fd table, fs and signal handlers it has (equal ids: shared).
+    ids: pb::TaskKobjIdsEntry,
 }
 
 fn bad(image: &str, what: impl Into<String>) -> Error {
@@ -119,6 +121,7 @@ fn read_images(dir: &Path) -> Result<Vec<TaskImages>> {
                 pagemap: Vec::new(),
                 pages_id: 0,
                 shmem: BTreeMap::new(),
+                ids: Default::default(),
             });
             continue;
         }
@@ -157,6 +160,7 @@ fn read_images(dir: &Path) -> Result<Vec<TaskImages>> {
             pages_id: head.pages_id,
             shmem,
             zombie: None,
+            ids,
         });
     }
     Ok(out)
@@ -473,7 +477,12 @@ fn restore_tree(imgs: &[TaskImages], env: &PuppetEnv, puppets: &mut Vec<Puppet>)
                         format!("no parent {} for {pid}", img.pstree.ppid),
                     )
                 })?;
-            remote_clone(&parent.inj, pid, 0, libc::SIGCHLD as u64).map_err(|e| match e {
+            let flags = if img.zombie.is_some() {
+                0
+            } else {
+                shared_with_parent(imgs, n)?
+            };
+            remote_clone(&parent.inj, pid, flags, libc::SIGCHLD as u64).map_err(|e| match e {
                 Error::Task { source, .. } if source.raw_os_error() == Some(libc::EEXIST) => {
                     Error::Task {
                         what: "create (the pid is in use)".into(),
@@ -512,14 +521,46 @@ fn restore_tree(imgs: &[TaskImages], env: &PuppetEnv, puppets: &mut Vec<Puppet>)
             restore_memory(p, img, parent, env, &shm)?;
         }
     }
-    // 2. Each process becomes the rest of its dumped self.
-    for (img, p) in imgs.iter().zip(puppets.iter_mut()) {
+    // 2. Each process becomes the rest of its dumped self. A shared fd table is filled by the
+    //    first process that has it.
+    for (n, (img, p)) in imgs.iter().zip(puppets.iter_mut()).enumerate() {
         if img.zombie.is_some() {
             continue;
         }
-        drive_puppet(p, img, env)?;
+        let fill_fds = !imgs[..n]
+            .iter()
+            .any(|t| t.zombie.is_none() && t.ids.files_id == img.ids.files_id);
+        drive_puppet(p, img, env, fill_fds)?;
     }
     Ok(())
+}
+
+/// The clone flags that make process `n` share its parent's fd table (CLONE_FILES) and
+/// fs (CLONE_FS) as dumped. Sharing with any other process cannot be made by a fork and is
+/// refused, as is a shared address space (CLONE_VM without CLONE_THREAD).
+fn shared_with_parent(imgs: &[TaskImages], n: usize) -> Result<u64> {
+    let img = &imgs[n];
+    let pid = img.pstree.pid;
+    let live_before = || imgs[..n].iter().filter(|t| t.zombie.is_none());
+    let parent = live_before().find(|t| t.pstree.pid == img.pstree.ppid);
+    let mut flags = 0;
+    type IdOf = fn(&pb::TaskKobjIdsEntry) -> u32;
+    let kinds: [(&str, IdOf, u64); 3] = [
+        ("fd table", |i| i.files_id, libc::CLONE_FILES as u64),
+        ("fs (cwd, root, umask)", |i| i.fs_id, libc::CLONE_FS as u64),
+        ("address space", |i| i.vm_id, 0),
+    ];
+    for (what, id, flag) in kinds {
+        if parent.is_some_and(|p| id(&p.ids) == id(&img.ids)) && flag != 0 {
+            flags |= flag;
+        } else if let Some(other) = live_before().find(|t| id(&t.ids) == id(&img.ids)) {
+            return Err(Error::Unsupported(format!(
+                "pid {pid} sharing its {what} with pid {}",
+                other.pstree.pid
+            )));
+        }
+    }
+    Ok(flags)
 }
 
 /// What a puppet is driven with, besides its images.
@@ -653,7 +694,9 @@ fn restore_memory(
     Ok(())
 }
 
-fn drive_puppet(pup: &mut Puppet, img: &TaskImages, env: &PuppetEnv) -> Result<()> {
+/// Everything but the memory; the fds only when `fill_fds` (the first process of its fd
+/// table).
+fn drive_puppet(pup: &mut Puppet, img: &TaskImages, env: &PuppetEnv, fill_fds: bool) -> Result<()> {
     let pid = pup.pid;
     let PuppetEnv { files, tramp, .. } = *env;
     let core_img = format!("core-{pid}.img");
@@ -714,8 +757,10 @@ fn drive_puppet(pup: &mut Puppet, img: &TaskImages, env: &PuppetEnv) -> Result<(
         restore_thread(&t.inj, core, &core_img)?;
     }
     restore_thread(inj, leader_core, &core_img)?;
-    files::restore_fds(inj, &img.fdinfos, files, PATH_OFF)
-        .map_err(|e| ctx("file descriptors", "fdinfo/files.img", e))?;
+    if fill_fds {
+        files::restore_fds(inj, &img.fdinfos, files, PATH_OFF)
+            .map_err(|e| ctx("file descriptors", "fdinfo/files.img", e))?;
+    }
     task_attrs::restore_fs(inj, &img.fs, files)
         .map_err(|e| ctx("cwd and root", &format!("fs-{pid}.img"), e))?;
     if let Some(adj) = tc.oom_score_adj {

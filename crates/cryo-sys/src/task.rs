@@ -1,6 +1,6 @@
 //! Queries and signals on other tasks that need no ptrace stop: kill(2), getpriority(2),
-//! sched_getscheduler(2), sched_getparam(2), get_robust_list(2), pidfd_open(2) and
-//! pidfd_getfd(2).
+//! sched_getscheduler(2), sched_getparam(2), get_robust_list(2), pidfd_open(2),
+//! pidfd_getfd(2) and kcmp(2).
 
 use crate::types::{Pid, RemoteFd};
 use std::io;
@@ -19,6 +19,36 @@ pub fn kill(pid: Pid, sig: i32) -> io::Result<()> {
     // SAFETY: integer arguments only.
     check(unsafe { libc::kill(pid.0, sig) } as libc::c_long)?;
     Ok(())
+}
+
+/// The kernel objects kcmp(2) compares (`include/uapi/linux/kcmp.h`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KcmpType {
+    /// The address space (mm).
+    Vm = 1,
+    /// The fd table.
+    Files = 2,
+    /// cwd, root and umask.
+    Fs = 3,
+    /// The signal handlers.
+    Sighand = 4,
+    /// The I/O context.
+    Io = 5,
+    /// The System V semaphore undo list.
+    Sysvsem = 6,
+}
+
+/// kcmp(2) of one kernel object of two tasks: `Equal` when they share it. The order of
+/// different objects is arbitrary but consistent while both exist, so it can sort them.
+pub fn kcmp(a: Pid, b: Pid, what: KcmpType) -> io::Result<std::cmp::Ordering> {
+    // SAFETY: the types compared here take two pids and no pointers.
+    let rc = check(unsafe { libc::syscall(libc::SYS_kcmp, a.0, b.0, what as libc::c_long, 0, 0) })?;
+    Ok(match rc {
+        0 => std::cmp::Ordering::Equal,
+        1 => std::cmp::Ordering::Less,
+        2 => std::cmp::Ordering::Greater,
+        _ => return Err(io::Error::other(format!("kcmp returned {rc}"))),
+    })
 }
 
 /// Whether `pid` exists (kill with signal 0; EPERM counts as existing).

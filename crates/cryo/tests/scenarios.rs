@@ -1015,6 +1015,7 @@ scenario_tests! {
     python: "python.py" => [plain, iterations];
     tree: "tree.c" => [plain, leave_running, iterations];
     cow: "cow.c" => [plain, leave_running, iterations];
+    shared_tables: "shared_tables.c" => [plain, leave_running, iterations];
     open_files: "open_files.c" => [plain, leave_running, iterations];
 }
 
