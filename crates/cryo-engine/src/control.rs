@@ -79,12 +79,35 @@ pub struct Seized {
     /// the group stop that is still in effect.
     pub stop_signo: Option<i32>,
     injector: Option<Injector>,
+    /// The scratch area of another thread of the same process, used instead of a mapping of
+    /// its own (cryo drives one thread at a time; the owner unmaps it).
+    borrowed_scratch: Option<RemoteAddr>,
     released: bool,
 }
 
 impl Seized {
-    /// Seize `pid` and wait (up to `timeout`) until it stops.
+    /// Seize `pid` (a process leader: its VMAs are read) and wait (up to `timeout`) until it
+    /// stops.
     pub fn seize(pid: Pid, timeout: Duration) -> Result<Seized> {
+        Self::seize_with(pid, timeout, None)
+    }
+
+    /// Seize a thread other than the leader, whose VMAs are `leader_maps` already: only the
+    /// vDSO entry is kept, for remote syscalls (reading smaps again for each of hundreds of
+    /// threads would cost milliseconds each while the others wait frozen).
+    pub fn seize_thread(
+        tid: Pid,
+        timeout: Duration,
+        leader_maps: &[procfs::MapsEntry],
+    ) -> Result<Seized> {
+        Self::seize_with(tid, timeout, Some(leader_maps))
+    }
+
+    fn seize_with(
+        pid: Pid,
+        timeout: Duration,
+        leader_maps: Option<&[procfs::MapsEntry]>,
+    ) -> Result<Seized> {
         ptrace::seize(pid, libc::PTRACE_O_TRACESYSGOOD as u32).task_ctx("seize", pid)?;
         let mut s = Seized {
             pid,
@@ -94,6 +117,7 @@ impl Seized {
             maps: Vec::new(),
             stop_signo: None,
             injector: None,
+            borrowed_scratch: None,
             released: true,
         };
         if let Err(e) = s.wait_stopped(timeout) {
@@ -114,7 +138,10 @@ impl Seized {
         ptrace::set_regs(pid, &s.regs).task_ctx("normalise registers", pid)?;
         s.xstate = ptrace::get_xstate(pid).task_ctx("read xstate", pid)?;
         s.sigmask = ptrace::get_sigmask(pid).task_ctx("read signal mask", pid)?;
-        s.maps = procfs::read_smaps(pid)?;
+        s.maps = match leader_maps {
+            None => procfs::read_smaps(pid)?,
+            Some(m) => m.iter().filter(|m| m.path == "[vdso]").cloned().collect(),
+        };
         debug!(pid = pid.0, rip = format!("{:#x}", s.regs.rip), "seized");
         Ok(s)
     }
@@ -202,6 +229,9 @@ impl Seized {
         // release.
         ptrace::set_sigmask(pid, u64::MAX).task_ctx("block signals", pid)?;
         let task = RemoteTask::new(pid, self.regs, ip);
+        if let Some(addr) = self.borrowed_scratch {
+            return Ok(Injector::new(task, addr, SCRATCH_LEN));
+        }
         let addr = task
             .syscall(
                 libc::SYS_mmap,
@@ -265,11 +295,21 @@ impl Seized {
         }
     }
 
+    /// Run this thread's remote syscalls in `leader`'s scratch area (same address space),
+    /// which must outlive them: threads are released before their leader.
+    pub fn borrow_scratch(&mut self, scratch: RemoteAddr) {
+        if self.injector.is_none() {
+            self.borrowed_scratch = Some(scratch);
+        }
+    }
+
     fn undo_injection(&mut self) -> Result<()> {
         let pid = self.pid;
         let mut first_err = None;
         if let Some(inj) = self.injector.take() {
-            if let Err(e) = inj.syscall(
+            if self.borrowed_scratch.is_some() {
+                // Not ours to unmap.
+            } else if let Err(e) = inj.syscall(
                 "unmap scratch memory",
                 libc::SYS_munmap,
                 &[inj.scratch().0, SCRATCH_LEN],

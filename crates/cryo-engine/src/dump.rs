@@ -176,7 +176,11 @@ fn seize_tree(root: Pid, timeout: Duration, tree: &mut Vec<SeizedProc>) -> Resul
                 let mut new = new;
                 new.sort_by_key(|t| (*t != pid, t.0));
                 for tid in new {
-                    proc.threads.push(Seized::seize(tid, timeout)?);
+                    let t = match proc.threads.first() {
+                        Some(l) if l.pid() == pid => Seized::seize_thread(tid, timeout, &l.maps)?,
+                        _ => Seized::seize(tid, timeout)?,
+                    };
+                    proc.threads.push(t);
                 }
             }
         })();
@@ -403,8 +407,12 @@ fn dump_tree(tree: &mut [SeizedProc], opts: &DumpOptions) -> Result<(Duration, u
             libc::SYS_prctl,
             &[libc::PR_GET_THP_DISABLE as u64, 0, 0, 0, 0],
         )? != 0;
+        let scratch = inj.scratch();
         let mut threads = Vec::new();
         for t in proc.threads.iter_mut() {
+            if t.pid() != pid {
+                t.borrow_scratch(scratch);
+            }
             threads.push((t.pid(), dump_thread(pid, t)?));
         }
         between_phases("remote")?;
