@@ -15,7 +15,7 @@
 //!   tcp-stream (inq_len + outq_len), bpfmap-data (keys_bytes + values_bytes),
 //!   ghost-file (whole rest of file, or one chunk after each ghost_chunk_entry), ipcns-*.
 //!
-//! service file (stats-dump.img, irmap-cache.img): IMG_SERVICE 0x55105940 instead of IMG_COMMON
+//! service file (stats-dump, irmap-cache): IMG_SERVICE 0x55105940 instead of IMG_COMMON
 //!
 //! inventory.img: no common magic
 //!   +--------------------+---------+-----------------+

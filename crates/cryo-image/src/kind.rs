@@ -2,8 +2,9 @@
 //! `imgset_template` (`criu/image-desc.c`), with its magic, header and file-name template.
 //!
 //! A file name is the template with the id substituted and `.img` appended: `core-%u.img`,
-//! `pagemap-%lu.img`, `ghost-file-%x.img`, `tmpfs-dev-%u.tar.gz.img`. CRIU's `stats-%s.img` is
-//! split into [`ImageKind::StatsDump`] and [`ImageKind::StatsRestore`].
+//! `pagemap-%lu.img`, `ghost-file-%x.img`, `tmpfs-dev-%u.tar.gz.img`; the service files have no
+//! `.img` (`stats-dump`, `stats-restore`, `irmap-cache`). CRIU's `stats-%s` is split into
+//! [`ImageKind::StatsDump`] and [`ImageKind::StatsRestore`].
 //!
 //! Headers (see [`crate::frame`]): inventory has only its own magic; raw images
 //! ([`ImageKind::is_raw`]: pages, ifaddr, route, iptables, tarballs, ...) have none; service files
@@ -240,11 +241,11 @@ pub enum ImageKind {
     Apparmor,
     /// `pidfd.img` (`CR_FD_PIDFD`).
     Pidfd,
-    /// `stats-dump.img` (`CR_FD_STATS`; service file).
+    /// `stats-dump` (`CR_FD_STATS`; service file, no `.img`).
     StatsDump,
-    /// `stats-restore.img` (`CR_FD_STATS`; service file).
+    /// `stats-restore` (`CR_FD_STATS`; service file, no `.img`).
     StatsRestore,
-    /// `irmap-cache.img` (`CR_FD_IRMAP_CACHE`; service file).
+    /// `irmap-cache` (`CR_FD_IRMAP_CACHE`; service file, no `.img`).
     IrmapCache,
 }
 
@@ -826,14 +827,20 @@ impl ImageKind {
             (IdFmt::Hex, Some(v)) => format!("{v:x}"),
             (_, Some(v)) => v.to_string(),
         };
-        Ok(format!("{}{}{}.img", desc.prefix, id_text, desc.suffix))
+        // CRIU's service files have no `.img` (image-desc.c: "stats-%s", "irmap-cache").
+        let ext = if self.is_service() { "" } else { ".img" };
+        Ok(format!("{}{}{}{ext}", desc.prefix, id_text, desc.suffix))
     }
 
     /// The kind and id of a file name written by [`ImageKind::file_name`], `None` for a name no
     /// kind makes. `pages-N.img` is [`ImageKind::Pages`] (not the legacy `PagesOld`).
     pub fn from_file_name(name: &str) -> Option<(ImageKind, Option<u64>)> {
-        let stem = name.strip_suffix(".img")?;
         ImageKind::ALL.iter().find_map(|&kind| {
+            let stem = if kind.is_service() {
+                name
+            } else {
+                name.strip_suffix(".img")?
+            };
             let desc = kind.desc();
             let rest = stem.strip_prefix(desc.prefix)?.strip_suffix(desc.suffix)?;
             let id = match desc.id {
@@ -896,9 +903,9 @@ mod tests {
             (ImageKind::Signal, Some(5), "signal-s-5.img"),
             (ImageKind::Psignal, Some(5), "signal-p-5.img"),
             (ImageKind::TmpfsDev, Some(12), "tmpfs-dev-12.tar.gz.img"),
-            (ImageKind::StatsDump, None, "stats-dump.img"),
-            (ImageKind::StatsRestore, None, "stats-restore.img"),
-            (ImageKind::IrmapCache, None, "irmap-cache.img"),
+            (ImageKind::StatsDump, None, "stats-dump"),
+            (ImageKind::StatsRestore, None, "stats-restore"),
+            (ImageKind::IrmapCache, None, "irmap-cache"),
             (ImageKind::Mnts, Some(3), "mountpoints-3.img"),
             (ImageKind::Unixsk, None, "unixsk.img"),
             (ImageKind::Seccomp, None, "seccomp.img"),

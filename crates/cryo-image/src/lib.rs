@@ -12,6 +12,7 @@
 //! reader gives an entry or an error, never a panic.
 #![forbid(unsafe_code)]
 
+pub mod coredump;
 pub mod crit;
 pub mod error;
 pub mod frame;

@@ -182,9 +182,9 @@ pub const PAGES_OLD_MAGIC: u32 = PAGEMAP_MAGIC;
 pub const SHM_PAGES_OLD_MAGIC: u32 = PAGEMAP_MAGIC;
 /// Magic of the binfmt misc old image (same value as [`BINFMT_MISC_MAGIC`]).
 pub const BINFMT_MISC_OLD_MAGIC: u32 = BINFMT_MISC_MAGIC;
-/// Magic of `stats-dump.img` / `stats-restore.img` (a service file).
+/// Magic of `stats-dump` / `stats-restore` (a service file).
 pub const STATS_MAGIC: u32 = 0x5709_3306;
-/// Magic of `irmap-cache.img` (a service file).
+/// Magic of `irmap-cache` (a service file).
 pub const IRMAP_CACHE_MAGIC: u32 = 0x5700_4059;
 /// Magic of the kerndat cache file (not an image in the dump directory).
 pub const KDAT_MAGIC: u32 = 0x5702_3458;

@@ -1,10 +1,12 @@
 //! `cryo crit`: CRIU's crit image tool. `decode` and `show` print an image as the JSON
 //! CRIU's crit prints, `encode` writes an image back from it, `info` prints its magic and entry
 //! count. Input from `-i FILE` or stdin, output to `-o FILE` or stdout (with a final newline on
-//! stdout only, as crit). The conversion itself is `cryo_image::crit`.
+//! stdout only, as crit). The conversion itself is `cryo_image::crit`. `core-dump` writes ELF
+//! core files from a dump directory (`cryo_image::coredump`).
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use cryo_image::coredump;
 use cryo_image::crit::{self, Json};
 use std::ffi::OsString;
 use std::io::{Read, Write};
@@ -51,6 +53,22 @@ enum CritCommand {
         #[arg(value_parser = ["ps", "fds", "mems", "rss"])]
         what: String,
     },
+    /// Write an ELF core file per process of a dump, for gdb
+    #[command(
+        name = "core-dump",
+        long_about = "Write an ELF core file per process of a dump, as the kernel would have \
+written it at the moment of the checkpoint: core.PID in OUTDIR (mode 0600), to open with \
+`gdb PROGRAM OUTDIR/core.PID`.
+
+Every thread is there with its registers (FPU, AVX and AVX-512 state included), with the \
+auxiliary vector, the list of mapped files and the memory of the dump. A thread that was \
+inside a system call shows its instruction pointer on the `syscall` instruction, 2 bytes \
+before the return address, and rax holding the syscall number: the dump prepared it to restart \
+the call. Memory the process never wrote to is not in a dump; gdb reads it from the program \
+and its libraries, so run gdb where those are the files that were mapped when the dump was \
+taken. Zombies are skipped."
+    )]
+    CoreDump(CoreDumpArgs),
     /// Check whether a dump can be restored; exit 1 and list the reasons when not
     Validate {
         /// The image directory
@@ -69,6 +87,19 @@ struct InOut {
     /// Output file [default: stdout]
     #[arg(short = 'o', long = "out", value_name = "OUT")]
     output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct CoreDumpArgs {
+    /// The images directory of the dump
+    #[arg(short = 'i', long = "in", value_name = "DIR", default_value = ".")]
+    input: PathBuf,
+    /// Where to write the core files (created if missing)
+    #[arg(short = 'o', long = "out", value_name = "OUTDIR", default_value = ".")]
+    output: PathBuf,
+    /// Only this process [default: every process of the dump]
+    #[arg(short = 'p', long = "pid", value_name = "PID")]
+    pid: Option<u32>,
 }
 
 #[derive(Debug, Args)]
@@ -150,6 +181,23 @@ fn validate(dir: &std::path::Path, json: bool) -> anyhow::Result<u8> {
     Ok(u8::from(!problems.is_empty()))
 }
 
+/// `crit core-dump`: writes the core files, prints their paths on stdout, and on stderr what
+/// they lack and which processes had none.
+fn core_dump(a: &CoreDumpArgs) -> anyhow::Result<()> {
+    let done = coredump::write_core_dumps(&a.input, a.pid, &a.output)
+        .with_context(|| format!("core dump of {}", a.input.display()))?;
+    for c in &done.written {
+        println!("{}", c.path.display());
+        for w in &c.stats.warnings {
+            eprintln!("warning: {}: {w}", c.path.display());
+        }
+    }
+    for (pid, why) in &done.skipped {
+        eprintln!("no core for pid {pid}: {why}");
+    }
+    Ok(())
+}
+
 /// Runs `cryo crit ARGS...` (`args` without `cryo crit`); the exit status.
 pub fn run(args: &[OsString]) -> u8 {
     let argv = std::iter::once(OsString::from("cryo crit")).chain(args.iter().cloned());
@@ -178,6 +226,7 @@ pub fn run(args: &[OsString]) -> u8 {
             let info = crit::info(&d).context("read image")?;
             write_output(None, info.to_python_string(Some(4)).as_bytes(), true)
         }),
+        CritCommand::CoreDump(a) => core_dump(a),
         CritCommand::X { dir, what } => crit::explore::explore(dir, what)
             .context("explore")
             .and_then(|text| write_output(None, text.as_bytes(), false)),

@@ -502,3 +502,501 @@ fn explore() {
     }
     std::fs::remove_dir_all(&d).unwrap();
 }
+
+/// Rewrites files.img as the good set's three REG files followed by `extra`.
+fn files_with(dir: &Path, extra: Vec<pb::FileEntry>) {
+    let mut all = vec![reg(1, "/bin/app"), reg(2, "/"), reg(3, "/tmp/log")];
+    all.extend(extra);
+    img!(dir, ImageKind::Files, None, &all);
+}
+
+fn file(t: pb::FdTypes, id: u32, f: impl FnOnce(&mut pb::FileEntry)) -> pb::FileEntry {
+    let mut e = pb::FileEntry {
+        r#type: t as i32,
+        id,
+        ..Default::default()
+    };
+    f(&mut e);
+    e
+}
+
+fn pipe(id: u32, pipe_id: u32) -> pb::FileEntry {
+    file(pb::FdTypes::Pipe, id, |e| {
+        e.pipe = Some(pb::PipeEntry {
+            id,
+            pipe_id,
+            ..Default::default()
+        })
+    })
+}
+
+#[test]
+fn fdinfo_type_differs_from_file() {
+    let d = good("fdinfo-type");
+    files_with(&d, vec![pipe(4, 555)]);
+    img!(
+        &d,
+        ImageKind::Fdinfo,
+        Some(7),
+        &[
+            pb::FdinfoEntry {
+                id: 3,
+                r#type: pb::FdTypes::Reg as i32,
+                fd: 1,
+                ..Default::default()
+            },
+            pb::FdinfoEntry {
+                id: 4,
+                r#type: pb::FdTypes::Reg as i32,
+                fd: 2,
+                ..Default::default()
+            },
+        ],
+    );
+    expect(&d, "fdinfo-7.img", Some(1), "type");
+}
+
+#[test]
+fn fs_and_mm_ids_resolve_to_nothing() {
+    for (field, cwd, root) in [("cwd_id", 9, 2), ("root_id", 2, 4)] {
+        let d = good(&format!("fs-{field}"));
+        // file 4 is a pipe: not a directory to chdir or chroot to
+        files_with(&d, vec![pipe(4, 555)]);
+        img!(
+            &d,
+            ImageKind::Fs,
+            Some(101),
+            &[pb::FsEntry {
+                cwd_id: cwd,
+                root_id: root,
+                ..Default::default()
+            }],
+        );
+        expect(&d, "fs-101.img", Some(0), field);
+    }
+    let mm = |exe: u32, vmas: Vec<pb::VmaEntry>| pb::MmEntry {
+        exe_file_id: exe,
+        vmas,
+        ..Default::default()
+    };
+    let stack = vma(0x7ffd_0000_0000, 0x7ffd_0000_2000, 1 | (1 << 1), 0);
+    let d = good("mm-exe");
+    img!(
+        &d,
+        ImageKind::Mm,
+        Some(100),
+        &[mm(
+            42,
+            vec![vma(0x40_0000, 0x40_4000, 1 | (1 << 6), 1), stack]
+        )],
+    );
+    expect(&d, "mm-100.img", Some(0), "exe_file_id");
+    // A private file mapping of a file that is not there.
+    let d = good("mm-shmid");
+    img!(
+        &d,
+        ImageKind::Mm,
+        Some(101),
+        &[mm(
+            1,
+            vec![vma(0x40_0000, 0x40_4000, 1 | (1 << 6), 77), stack]
+        )],
+    );
+    expect(&d, "mm-101.img", Some(0), "vmas[0].shmid");
+    // A shared mapping of a memfd (VMA_AREA_MEMFD) needs a MEMFD file, not a REG one.
+    let d = good("mm-memfd");
+    img!(
+        &d,
+        ImageKind::Mm,
+        Some(101),
+        &[mm(
+            1,
+            vec![
+                vma(0x40_0000, 0x40_4000, 1 | (1 << 6), 1),
+                vma(0x50_0000, 0x50_1000, 1 | (1 << 7) | (1 << 14), 3),
+                stack,
+            ]
+        )],
+    );
+    expect(&d, "mm-101.img", Some(0), "vmas[1].shmid");
+    // Anonymous shared memory and SysV IPC mappings name no file.
+    let d = good("mm-anon-shared");
+    img!(
+        &d,
+        ImageKind::Mm,
+        Some(101),
+        &[mm(
+            1,
+            vec![
+                vma(0x40_0000, 0x40_4000, 1 | (1 << 6), 1),
+                vma(0x50_0000, 0x50_1000, 1 | (1 << 8), 9999),
+                vma(0x60_0000, 0x60_1000, 1 | (1 << 8) | (1 << 10), 8888),
+                stack,
+            ]
+        )],
+    );
+    assert_eq!(problems(&d), (0, vec![]));
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn files_sub_messages_resolve() {
+    let fown = pb::FownEntry::default();
+    // A fifo's reopened path is a REG file: regf_id, or its own id without one.
+    let d = good("fifo-regf");
+    files_with(
+        &d,
+        vec![file(pb::FdTypes::Fifo, 4, |e| {
+            e.fifo = Some(pb::FifoEntry {
+                id: 4,
+                pipe_id: 555,
+                regf_id: Some(40),
+            })
+        })],
+    );
+    expect(&d, "files.img", Some(3), "fifo.regf_id");
+    let d = good("fifo-own-id");
+    files_with(
+        &d,
+        vec![file(pb::FdTypes::Fifo, 4, |e| {
+            e.fifo = Some(pb::FifoEntry {
+                id: 4,
+                pipe_id: 555,
+                regf_id: None,
+            })
+        })],
+    );
+    expect(&d, "files.img", Some(3), "fifo.regf_id");
+    // A terminal needs its tty-info entry.
+    let tty = |info: u32| {
+        file(pb::FdTypes::Tty, 4, |e| {
+            e.tty = Some(pb::TtyFileEntry {
+                id: 4,
+                tty_info_id: info,
+                flags: 2,
+                fown,
+                regf_id: None,
+            })
+        })
+    };
+    let infos = [pb::TtyInfoEntry {
+        id: 1,
+        r#type: pb::TtyType::Pty as i32,
+        rdev: 0x8800,
+        pty: Some(pb::TtyPtyEntry { index: 0 }),
+        ..Default::default()
+    }];
+    let d = good("tty-info");
+    files_with(&d, vec![tty(1)]);
+    img!(&d, ImageKind::TtyInfo, None, &infos);
+    assert_eq!(problems(&d), (0, vec![]));
+    files_with(&d, vec![tty(2)]);
+    expect(&d, "files.img", Some(3), "tty.tty_info_id");
+    // A memfd needs its inode in memfd.img.
+    let d = good("memfd-inode");
+    files_with(
+        &d,
+        vec![file(pb::FdTypes::Memfd, 4, |e| {
+            e.memfd = Some(pb::MemfdFileEntry {
+                id: 4,
+                flags: 2,
+                pos: 0,
+                fown,
+                inode_id: 5,
+            })
+        })],
+    );
+    img!(
+        &d,
+        ImageKind::MemfdInode,
+        None,
+        &[pb::MemfdInodeEntry {
+            name: "x".into(),
+            inode_id: 6,
+            ..Default::default()
+        }],
+    );
+    expect(&d, "files.img", Some(3), "memfd.inode_id");
+}
+
+#[test]
+fn remaps_resolve() {
+    let remap = |orig_id, remap_id, remap_type: Option<pb::RemapType>| pb::RemapFilePathEntry {
+        orig_id,
+        remap_id,
+        remap_type: remap_type.map(|t| t as i32),
+    };
+    let ghost = |d: &Path, id: u64| {
+        let mut w = ImageWriter::new(Vec::new(), ImageKind::GhostFile).unwrap();
+        w.write_entry(&pb::GhostFileEntry {
+            mode: 0o100_600,
+            size: Some(2),
+            ..Default::default()
+        })
+        .unwrap();
+        w.write_raw(b"hi").unwrap();
+        let name = ImageKind::GhostFile.file_name(Some(id)).unwrap();
+        std::fs::write(d.join(name), w.finish().unwrap()).unwrap();
+    };
+    let d = good("remap-ok");
+    ghost(&d, 0x1a);
+    img!(
+        &d,
+        ImageKind::RemapFpath,
+        None,
+        &[
+            remap(3, 0x1a, Some(pb::RemapType::Ghost)),
+            // the old form: REMAP_GHOST in remap_id, no remap_type
+            remap(3, 0x8000_001a, None),
+            remap(3, 2, Some(pb::RemapType::Linked)),
+            remap(3, 4242, Some(pb::RemapType::Procfs)),
+        ],
+    );
+    assert_eq!(problems(&d), (0, vec![]));
+    std::fs::remove_dir_all(&d).unwrap();
+    for (n, entry, field) in [
+        (0, remap(9, 0x1a, Some(pb::RemapType::Ghost)), "orig_id"),
+        (1, remap(3, 0x1b, Some(pb::RemapType::Ghost)), "remap_id"),
+        (2, remap(3, 0x8000_001b, None), "remap_id"),
+        (3, remap(3, 0x1a, None), "remap_id"),
+    ] {
+        let d = good(&format!("remap-{n}"));
+        ghost(&d, 0x1a);
+        img!(
+            &d,
+            ImageKind::RemapFpath,
+            None,
+            &[remap(3, 0x1a, Some(pb::RemapType::Ghost)), entry],
+        );
+        expect(&d, "remap-fpath.img", Some(1), field);
+    }
+}
+
+#[test]
+fn pipe_data_and_queues_resolve() {
+    let data = |d: &Path, kind: ImageKind, pipe_ids: &[u32]| {
+        let mut w = ImageWriter::new(Vec::new(), kind).unwrap();
+        for &pipe_id in pipe_ids {
+            w.write_entry(&pb::PipeDataEntry {
+                pipe_id,
+                bytes: 3,
+                size: Some(4096),
+            })
+            .unwrap();
+            w.write_raw(b"abc").unwrap();
+        }
+        std::fs::write(d.join(kind.file_name(None).unwrap()), w.finish().unwrap()).unwrap();
+    };
+    let d = good("pipes-data");
+    files_with(&d, vec![pipe(4, 555), pipe(5, 555)]);
+    data(&d, ImageKind::PipesData, &[555]);
+    assert_eq!(problems(&d), (0, vec![]));
+    data(&d, ImageKind::PipesData, &[555, 556]);
+    expect(&d, "pipes-data.img", Some(1), "pipe_id");
+    // fifo data names fifos, not pipes
+    let d = good("fifo-data");
+    files_with(&d, vec![pipe(4, 555)]);
+    data(&d, ImageKind::FifoData, &[555]);
+    expect(&d, "fifo-data.img", Some(0), "pipe_id");
+
+    let queues = |d: &Path, entries: &[pb::SkPacketEntry]| {
+        let mut w = ImageWriter::new(Vec::new(), ImageKind::SkQueues).unwrap();
+        for e in entries {
+            w.write_entry(e).unwrap();
+            w.write_raw(&vec![b'q'; e.length as usize]).unwrap();
+        }
+        std::fs::write(d.join("sk-queues.img"), w.finish().unwrap()).unwrap();
+    };
+    let sock = file(pb::FdTypes::Unixsk, 4, |e| {
+        e.usk = Some(pb::UnixSkEntry {
+            id: 4,
+            ino: 4000,
+            r#type: 1,
+            ..Default::default()
+        })
+    });
+    let q = |id_for: u32, rights: Vec<u32>| pb::SkPacketEntry {
+        id_for,
+        length: 2,
+        scm: vec![pb::ScmEntry { r#type: 1, rights }],
+    };
+    let d = good("sk-queues");
+    files_with(&d, vec![sock.clone()]);
+    queues(&d, &[q(4, vec![1, 3])]);
+    assert_eq!(problems(&d), (0, vec![]));
+    // a queue of a regular file
+    queues(&d, &[q(4, vec![1]), q(3, vec![])]);
+    expect(&d, "sk-queues.img", Some(1), "id_for");
+    // an fd passed in the queue that is no file
+    let d = good("sk-queues-scm");
+    files_with(&d, vec![sock]);
+    queues(&d, &[q(4, vec![1, 99])]);
+    expect(&d, "sk-queues.img", Some(0), "scm[0].rights");
+}
+
+#[test]
+fn legacy_file_images_resolve() {
+    // Before files.img, CRIU kept each kind of file in an image of its own.
+    let d = good("legacy");
+    rm(&d, "files.img");
+    img!(
+        &d,
+        ImageKind::RegFiles,
+        None,
+        &[1u32, 2, 3].map(|id| pb::RegFileEntry {
+            id,
+            name: "/x".into(),
+            ..Default::default()
+        }),
+    );
+    assert_eq!(problems(&d), (0, vec![]));
+    rm(&d, "reg-files.img");
+    expect(&d, "fdinfo-7.img", Some(0), "id");
+}
+
+#[test]
+fn shmem_pages_counted() {
+    let d = good("shmem");
+    let mut w = ImageWriter::new(Vec::new(), ImageKind::ShmemPagemap).unwrap();
+    w.write_entry(&pb::PagemapHead { pages_id: 9 }).unwrap();
+    // shmem entries are offsets in the object, in any order
+    w.write_entry(&pagemap_entry(0x2000, 1, PE_PRESENT))
+        .unwrap();
+    w.write_entry(&pagemap_entry(0, 1, PE_PRESENT)).unwrap();
+    std::fs::write(d.join("pagemap-shmem-4242.img"), w.finish().unwrap()).unwrap();
+    std::fs::write(d.join("pages-9.img"), vec![0u8; 2 * 4096]).unwrap();
+    assert_eq!(problems(&d), (0, vec![]));
+    std::fs::write(d.join("pages-9.img"), vec![0u8; 4096]).unwrap();
+    expect(&d, "pages-9.img", None, "");
+}
+
+#[test]
+fn pagemap_entry_across_adjacent_vmas() {
+    // CRIU merges a run of pages across two adjacent VMAs into one entry; across a gap it is
+    // outside the task's memory.
+    for (tag, second_start, ok) in [("adjacent", 0x40_4000u64, true), ("gap", 0x40_5000, false)] {
+        let d = good(&format!("pm-{tag}"));
+        img!(
+            &d,
+            ImageKind::Mm,
+            Some(100),
+            &[pb::MmEntry {
+                exe_file_id: 1,
+                vmas: vec![
+                    vma(0x40_0000, 0x40_4000, 1 | (1 << 6), 1),
+                    vma(second_start, second_start + 0x2000, 1 | (1 << 9), 0),
+                    vma(0x7ffd_0000_0000, 0x7ffd_0000_2000, 1 | (1 << 1), 0),
+                ],
+                ..Default::default()
+            }],
+        );
+        pagemap(&d, 100, 1, &[(0x40_3000, 2), (0x7ffd_0000_0000, 1)]);
+        if ok {
+            assert_eq!(problems(&d), (0, vec![]));
+            std::fs::remove_dir_all(&d).unwrap();
+        } else {
+            expect(&d, "pagemap-100.img", Some(1), "vaddr");
+        }
+    }
+}
+
+#[test]
+fn cgroup_sets_resolve() {
+    let with_cg = |comm: &str, ip: u64, cg: u32| {
+        let mut c = core(comm, ip);
+        c.thread_core = Some(pb::ThreadCoreEntry {
+            cg_set: Some(cg),
+            ..Default::default()
+        });
+        c
+    };
+    let inventory = |d: &Path| {
+        img!(
+            d,
+            ImageKind::Inventory,
+            None,
+            &[pb::InventoryEntry {
+                img_version: 2,
+                root_cg_set: Some(1),
+                ..Default::default()
+            }],
+        );
+    };
+    let cgroup = |d: &Path, ids: &[u32]| {
+        img!(
+            d,
+            ImageKind::Cgroup,
+            None,
+            &[pb::CgroupEntry {
+                sets: ids
+                    .iter()
+                    .map(|&id| pb::CgSetEntry {
+                        id,
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            }],
+        );
+    };
+    // All in the caller's set (as CRIU writes it without cgroup.img), or the child in a set of
+    // cgroup.img and its threads with it.
+    let d = good("cg-ok");
+    inventory(&d);
+    img!(
+        &d,
+        ImageKind::Core,
+        Some(100),
+        &[with_cg("init", 0x40_1000, 1)]
+    );
+    img!(
+        &d,
+        ImageKind::Core,
+        Some(101),
+        &[with_cg("worker", 0x40_1000, 1)]
+    );
+    assert_eq!(problems(&d), (0, vec![]));
+    cgroup(&d, &[1, 5]);
+    img!(
+        &d,
+        ImageKind::Core,
+        Some(101),
+        &[with_cg("worker", 0x40_1000, 5)]
+    );
+    img!(
+        &d,
+        ImageKind::Core,
+        Some(102),
+        &[with_cg("worker", 0x40_2000, 5)]
+    );
+    assert_eq!(problems(&d), (0, vec![]));
+    std::fs::remove_dir_all(&d).unwrap();
+    // A task in a set of its own that cgroup.img does not have.
+    let d = good("cg-task");
+    inventory(&d);
+    cgroup(&d, &[1]);
+    img!(
+        &d,
+        ImageKind::Core,
+        Some(101),
+        &[with_cg("worker", 0x40_1000, 5)]
+    );
+    expect(&d, "core-101.img", Some(0), "thread_core.cg_set");
+    // A thread in another set than its task.
+    let d = good("cg-thread");
+    inventory(&d);
+    img!(
+        &d,
+        ImageKind::Core,
+        Some(102),
+        &[with_cg("worker", 0x40_2000, 7)]
+    );
+    expect(&d, "core-102.img", Some(0), "thread_core.cg_set");
+    // Old images keep the set in tc.
+    let d = good("cg-tc");
+    inventory(&d);
+    let mut c = core("init", 0x40_1000);
+    c.tc.as_mut().unwrap().cg_set = Some(3);
+    img!(&d, ImageKind::Core, Some(100), &[c]);
+    expect(&d, "core-100.img", Some(0), "tc.cg_set");
+}

@@ -184,7 +184,8 @@ impl<'a> Files<'a> {
                 let n = if u.name.is_empty() {
                     String::new()
                 } else {
-                    format!(" {}", String::from_utf8_lossy(&u.name))
+                    // As crit's JSON shows bytes: quoted-printable (a NUL is `=00`).
+                    format!(" {}", super::codec::qp_encode(&u.name))
                 };
                 format!("unix[{} ({}){n}]", u.ino, u.peer)
             }
