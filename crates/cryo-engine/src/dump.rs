@@ -69,29 +69,14 @@ pub const TASK_DEAD: u32 = 2;
 /// CRIU's task state for a task in a group stop (`TASK_STOPPED`); `stop_signo` says by what.
 pub const TASK_STOPPED: u32 = 3;
 
-/// Checkpoint the tree rooted at `opts.pid` into `opts.images_dir`.
+/// Checkpoint the tree rooted at `opts.pid`, or every process of the cgroup `opts.cgroup`, into
+/// `opts.images_dir`.
 pub fn dump(opts: &DumpOptions) -> Result<()> {
     let pid = Pid(opts.pid);
     let _span = info_span!("dump", pid = pid.0).entered();
-    if opts.pid <= 0 || !cryo_sys::task::exists(pid) || !Path::new(&format!("/proc/{pid}")).exists()
-    {
-        return Err(Error::Task {
-            what: "find".into(),
-            pid,
-            source: std::io::Error::from_raw_os_error(libc::ESRCH),
-        });
-    }
-    let status = procfs::read_status(pid)?;
-    if procfs::read_stat(pid)?.state == 'Z' {
-        return Err(Error::Unsupported(format!(
-            "dumping a zombie (pid {pid} has exited and waits for its parent)"
-        )));
-    }
-    if status.tgid != pid.0 {
-        return Err(Error::Unsupported(format!(
-            "dumping thread {pid} alone (its process is {})",
-            status.tgid
-        )));
+    let cgroup = open_cgroup(opts)?;
+    if opts.cgroup.is_none() {
+        check_root(pid)?;
     }
     std::fs::create_dir_all(&opts.images_dir).map_err(|source| Error::Path {
         what: "create images dir".into(),
@@ -111,9 +96,11 @@ pub fn dump(opts: &DumpOptions) -> Result<()> {
     let t0 = Instant::now();
     let timeout = opts.timeout.unwrap_or(Duration::from_secs(10));
     let mut tree = Vec::new();
+    // After the tree, so dropped before it: a cgroup is thawed before its tasks are released.
+    let mut freezer = None;
     // From here on every seized task is released untouched if anything returns early.
-    if let Err(e) = seize_tree(pid, timeout, &mut tree) {
-        release_tree(tree, Release::Run)?;
+    if let Err(e) = seize_all(opts, cgroup.as_ref(), timeout, &mut tree, &mut freezer) {
+        release_after_failure(tree, freezer)?;
         return Err(e);
     }
     let frozen_at = Instant::now();
@@ -122,13 +109,17 @@ pub fn dump(opts: &DumpOptions) -> Result<()> {
         tree.iter().map(|p| p.threads.len()).sum::<usize>(),
         frozen_at - t0
     );
-    let (written, pages) = match dump_tree(&mut tree, opts) {
+    let (written, pages, shmem_pages) = match dump_tree(&mut tree, opts) {
         Ok(x) => x,
         Err(e) => {
-            release_tree(tree, Release::Run)?;
+            release_after_failure(tree, freezer)?;
             return Err(e);
         }
     };
+    if let Err(e) = mark_roots(opts, &tree) {
+        release_after_failure(tree, freezer)?;
+        return Err(e);
+    }
     let how = if opts.leave_running {
         Release::Run
     } else if opts.leave_stopped {
@@ -138,7 +129,16 @@ pub fn dump(opts: &DumpOptions) -> Result<()> {
     };
     let frozen = frozen_at.elapsed();
     release_tree(tree, how)?;
-    write_stats(&opts.images_dir, frozen_at - t0, frozen, written, pages)?;
+    if let Some(f) = freezer {
+        f.finish(how != Release::Kill)?;
+    }
+    write_stats(
+        &opts.images_dir,
+        frozen_at - t0,
+        frozen,
+        written,
+        (pages, shmem_pages),
+    )?;
     info!("dump finished: {pages} pages, frozen for {frozen:?}");
     Ok(())
 }
@@ -146,7 +146,14 @@ pub fn dump(opts: &DumpOptions) -> Result<()> {
 /// Seize `root` and every thread and descendant of it, parents before children.
 fn seize_tree(root: Pid, timeout: Duration, tree: &mut Vec<SeizedProc>) -> Result<()> {
     let mut queue = vec![root];
+    // Several roots (`--cgroup`) share the tree: nothing may be in it twice.
+    let mut seen: BTreeSet<Pid> = tree.iter().map(|p| p.pid).collect();
     while let Some(pid) = queue.pop() {
+        if !seen.insert(pid) {
+            return Err(Error::Unsupported(format!(
+                "a tree that changes while it is collected (pid {pid} found twice)"
+            )));
+        }
         let stat = procfs::read_stat(pid)?;
         if stat.state == 'Z' {
             tree.push(SeizedProc {
@@ -200,6 +207,233 @@ fn seize_tree(root: Pid, timeout: Duration, tree: &mut Vec<SeizedProc>) -> Resul
                 queue.push(Pid(c));
             }
         }
+    }
+    Ok(())
+}
+
+/// The cgroup of `--cgroup` or `--freeze-cgroup`, if any.
+fn open_cgroup(opts: &DumpOptions) -> Result<Option<crate::cgroup::Cgroup>> {
+    match (&opts.cgroup, &opts.freeze_cgroup) {
+        (Some(_), Some(_)) => Err(Error::Unsupported(
+            "--cgroup with --freeze-cgroup (--cgroup freezes its cgroup itself)".into(),
+        )),
+        (Some(p), None) | (None, Some(p)) => crate::cgroup::Cgroup::open(p).map(Some),
+        (None, None) => Ok(None),
+    }
+}
+
+/// `pid` can be the root of a dump: it exists, is no zombie and is a process, not a thread.
+fn check_root(pid: Pid) -> Result<()> {
+    if pid.0 <= 0 || !cryo_sys::task::exists(pid) || !Path::new(&format!("/proc/{pid}")).exists() {
+        return Err(Error::Task {
+            what: "find".into(),
+            pid,
+            source: std::io::Error::from_raw_os_error(libc::ESRCH),
+        });
+    }
+    let status = procfs::read_status(pid)?;
+    if procfs::read_stat(pid)?.state == 'Z' {
+        return Err(Error::Unsupported(format!(
+            "dumping a zombie (pid {pid} has exited and waits for its parent)"
+        )));
+    }
+    if status.tgid != pid.0 {
+        return Err(Error::Unsupported(format!(
+            "dumping thread {pid} alone (its process is {})",
+            status.tgid
+        )));
+    }
+    Ok(())
+}
+
+/// How many times `--cgroup` looks again for processes of the cgroup missing from the tree.
+const CGROUP_ROUNDS: usize = 5;
+
+/// Seize what the options name: the tree of `opts.pid`, or (`--cgroup`) the tree of every root
+/// of the cgroup, the processes none of whose ancestors is in it, whole subtrees, descendants
+/// outside the cgroup included (as CRIU dumps the tree of `-t`).
+///
+/// With a cgroup (`--cgroup`, `--freeze-cgroup`) it is frozen first, so that no task of it forks
+/// or exits while the tree is collected, and thawed once it is: the seized tasks stay in their
+/// ptrace stops. v2 lets a frozen task enter its ptrace stop, so everything is seized frozen. A
+/// v1-frozen task enters no ptrace stop before it is thawed, so on v1 the freeze only gives a
+/// consistent list of processes and roots, and the cgroup is thawed before they are seized;
+/// with `--cgroup`, processes that came into the cgroup meanwhile are found by a look at the
+/// cgroup once everything is stopped, and seized as further roots.
+///
+/// The frozen cgroup is left in `freezer` (thawed before this returns, even on failure, unless
+/// thawing itself fails) for [`Frozen::finish`](crate::cgroup::Frozen::finish).
+fn seize_all(
+    opts: &DumpOptions,
+    cgroup: Option<&crate::cgroup::Cgroup>,
+    timeout: Duration,
+    tree: &mut Vec<SeizedProc>,
+    freezer: &mut Option<crate::cgroup::Frozen>,
+) -> Result<()> {
+    let Some(cg) = cgroup else {
+        return seize_tree(Pid(opts.pid), timeout, tree);
+    };
+    let frozen = freezer.insert(cg.freeze(timeout)?);
+    let result = seize_frozen(opts, cg, frozen, timeout, tree);
+    let thawed = frozen.thaw();
+    result?;
+    thawed?;
+    if opts.cgroup.is_some() {
+        check_roots(tree)?;
+    }
+    Ok(())
+}
+
+/// The part of [`seize_all`] done with the cgroup frozen (on v1, thawed half way).
+fn seize_frozen(
+    opts: &DumpOptions,
+    cg: &crate::cgroup::Cgroup,
+    frozen: &mut crate::cgroup::Frozen,
+    timeout: Duration,
+    tree: &mut Vec<SeizedProc>,
+) -> Result<()> {
+    let whole = opts.cgroup.is_some();
+    let mut roots = if whole {
+        let roots = cgroup_roots(cg, &[])?;
+        if roots.is_empty() {
+            return Err(Error::Path {
+                what: "find a process to dump in cgroup".into(),
+                path: cg.path().display().to_string(),
+                source: std::io::Error::from_raw_os_error(libc::ESRCH),
+            });
+        }
+        roots
+    } else {
+        vec![Pid(opts.pid)]
+    };
+    info!(
+        "cgroup {} frozen; roots {:?}",
+        cg.path().display(),
+        roots.iter().map(|p| p.0).collect::<Vec<_>>()
+    );
+    if !cg.ptrace_stops_frozen() {
+        frozen.thaw()?;
+    }
+    for round in 0.. {
+        for root in roots {
+            seize_tree(root, timeout, tree)?;
+        }
+        if !whole {
+            return Ok(());
+        }
+        // Everything seized is stopped: a process of the cgroup not in the tree came into it
+        // after the list was taken (v1 only: on v2 nothing in the cgroup ran meanwhile).
+        let seized: Vec<Pid> = tree.iter().map(|p| p.pid).collect();
+        roots = cgroup_roots(cg, &seized)?;
+        if roots.is_empty() {
+            return Ok(());
+        }
+        if round + 1 >= CGROUP_ROUNDS {
+            return Err(Error::Unsupported(format!(
+                "dumping cgroup {} while processes keep coming into it ({:?} not seized)",
+                cg.path().display(),
+                roots.iter().map(|p| p.0).collect::<Vec<_>>()
+            )));
+        }
+        info!("new processes in the cgroup: {roots:?}");
+    }
+    Ok(())
+}
+
+/// The roots among the processes of `cg` not in `seized` (a process whose ancestor is seized or
+/// is another such process is none). Zombies are left out: they are dumped with their parent,
+/// and one whose parent is outside the dump cannot be.
+fn cgroup_roots(cg: &crate::cgroup::Cgroup, seized: &[Pid]) -> Result<Vec<Pid>> {
+    let mut procs = cg.processes()?;
+    procs.retain(|p| {
+        let zombie = procfs::read_stat(*p).map_or(true, |s| s.state == 'Z');
+        if zombie && !seized.contains(p) {
+            tracing::warn!("pid {p} of the cgroup is a zombie or gone: left out");
+        }
+        !zombie
+    });
+    let mut all = procs.clone();
+    all.extend_from_slice(seized);
+    Ok(crate::cgroup::find_roots(&all, crate::cgroup::ppid_of)
+        .into_iter()
+        .filter(|p| !seized.contains(p))
+        .collect())
+}
+
+/// A tree of several roots is restored with each root a child of cryo, which cannot put it
+/// into a session or process group that another process of the dump leads: refused here
+/// rather than restored wrong.
+fn check_roots(tree: &[SeizedProc]) -> Result<()> {
+    let pids: BTreeSet<i32> = tree.iter().map(|p| p.pid.0).collect();
+    let mut roots = Vec::new();
+    for p in tree.iter().filter(|p| p.zombie.is_none()) {
+        let st = procfs::read_stat(p.pid)?;
+        if !pids.contains(&st.ppid) {
+            roots.push(st);
+        }
+    }
+    if roots.len() < 2 {
+        return Ok(());
+    }
+    for st in &roots {
+        for (what, id) in [("session", st.session), ("process group", st.pgrp)] {
+            if id != st.pid && pids.contains(&id) {
+                return Err(Error::Unsupported(format!(
+                    "dumping root pid {} of the cgroup in the {what} {id} of another process \
+                     of the dump (with several roots, each is restored as a child of cryo and \
+                     must lead its own {what} or be in one outside the dump)",
+                    st.pid
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `--cgroup`: every process of the tree whose parent is not in it is a root, ppid 0 in
+/// `pstree.img`, the way CRIU marks its one root (the first entry has it already; there may be
+/// more, each restored as a child of cryo).
+fn mark_roots(opts: &DumpOptions, tree: &[SeizedProc]) -> Result<()> {
+    if opts.cgroup.is_none() {
+        return Ok(());
+    }
+    let dir = opts.images_dir.as_path();
+    let pids: BTreeSet<u32> = tree.iter().map(|p| p.pid.0 as u32).collect();
+    let mut pstree: Vec<pb::PstreeEntry> =
+        cryo_image::read_all_entries(dir, ImageKind::Pstree, None)?;
+    let mut changed = false;
+    for e in pstree.iter_mut() {
+        if e.ppid != 0 && !pids.contains(&e.ppid) {
+            e.ppid = 0;
+            changed = true;
+        }
+    }
+    if changed {
+        let roots: Vec<u32> = pstree
+            .iter()
+            .filter(|e| e.ppid == 0)
+            .map(|e| e.pid)
+            .collect();
+        info!("several roots: {roots:?}");
+        cryo_image::write_all_entries(dir, ImageKind::Pstree, None, &pstree)?;
+    }
+    Ok(())
+}
+
+/// After a failure: the cgroup thawed first (a task of a frozen v2 cgroup released to run would
+/// hang in the freezer before cryo saw it back in its syscall), every task released as it was,
+/// then a cgroup that was frozen before cryo came frozen again.
+fn release_after_failure(
+    tree: Vec<SeizedProc>,
+    freezer: Option<crate::cgroup::Frozen>,
+) -> Result<()> {
+    let mut freezer = freezer;
+    if let Some(f) = freezer.as_mut() {
+        f.thaw()?;
+    }
+    release_tree(tree, Release::Run)?;
+    if let Some(f) = freezer {
+        f.finish(true)?;
     }
     Ok(())
 }
@@ -303,8 +537,9 @@ fn dump_thread(pid: Pid, t: &mut Seized) -> Result<ThreadDump> {
     })
 }
 
-/// Everything done while the tree is stopped. Returns (memory dump time, pages written).
-fn dump_tree(tree: &mut [SeizedProc], opts: &DumpOptions) -> Result<(Duration, u64)> {
+/// Everything done while the tree is stopped. Returns (memory dump time, pages written,
+/// shared memory pages written).
+fn dump_tree(tree: &mut [SeizedProc], opts: &DumpOptions) -> Result<(Duration, u64, u64)> {
     let dir = opts.images_dir.as_path();
     between_phases("seized")?;
     let in_tree: Vec<i32> = tree.iter().map(|p| p.pid.0).collect();
@@ -368,7 +603,13 @@ fn dump_tree(tree: &mut [SeizedProc], opts: &DumpOptions) -> Result<(Duration, u
         }
         let stat = procfs::read_stat(pid)?;
         let status = procfs::read_status(pid)?;
-        if !in_tree.contains(&stat.session) && !opts.shell_job && !session_is_ours(stat.session) {
+        // A session whose leader is gone is re-made at restore (W33); one led by a process
+        // outside the tree can only be the caller's (a shell job).
+        if !in_tree.contains(&stat.session)
+            && !opts.shell_job
+            && !session_is_ours(stat.session)
+            && session_leader_alive(stat.session)
+        {
             return Err(Error::Unsupported(format!(
                 "pid {pid} is in session {} whose leader is outside the dump: use --shell-job",
                 stat.session
@@ -506,7 +747,7 @@ fn dump_tree(tree: &mut [SeizedProc], opts: &DumpOptions) -> Result<(Duration, u
             root_ids = Some(ids);
         }
     }
-    shmem.finish(dir)?;
+    let shmem_pages = shmem.finish(dir)?;
     files.write_images(dir)?;
     cryo_image::write_all_entries(dir, ImageKind::Pstree, None, &pstree)?;
     cryo_image::write_single(
@@ -524,7 +765,14 @@ fn dump_tree(tree: &mut [SeizedProc], opts: &DumpOptions) -> Result<(Duration, u
         },
     )?;
     between_phases("images")?;
-    Ok((mem_time, total_pages))
+    Ok((mem_time, total_pages, shmem_pages))
+}
+
+/// Whether process `sid` exists and still leads its session (the PID may have been reused).
+fn session_leader_alive(sid: i32) -> bool {
+    procfs::read_stat(Pid(sid))
+        .map(|s| s.session == sid)
+        .unwrap_or(false)
 }
 
 fn session_is_ours(sid: i32) -> bool {
@@ -551,7 +799,7 @@ fn write_stats(
     freezing: Duration,
     frozen: Duration,
     memdump: Duration,
-    pages: u64,
+    (pages, shmem_pages): (u64, u64),
 ) -> Result<()> {
     let stats = pb::StatsEntry {
         dump: Some(pb::DumpStatsEntry {
@@ -559,10 +807,14 @@ fn write_stats(
             frozen_time: frozen.as_micros() as u32,
             memdump_time: memdump.as_micros() as u32,
             memwrite_time: memdump.as_micros() as u32,
-            pages_scanned: pages,
+            // `pages` counts every page written; CRIU counts shared memory apart.
+            pages_scanned: pages.saturating_sub(shmem_pages),
             pages_skipped_parent: 0,
-            pages_written: pages,
+            pages_written: pages.saturating_sub(shmem_pages),
             pages_lazy: 0,
+            shpages_scanned: Some(shmem_pages),
+            shpages_skipped_parent: Some(0),
+            shpages_written: Some(shmem_pages),
             ..Default::default()
         }),
         restore: None,

@@ -20,6 +20,11 @@ pub struct DumpOptions {
     pub shell_job: bool,
     /// How long to wait for the tasks to stop (`--timeout`).
     pub timeout: Option<Duration>,
+    /// Dump every task of this cgroup (`--cgroup`, cryo's own), stopped through its freezer;
+    /// `pid` is not used.
+    pub cgroup: Option<PathBuf>,
+    /// Stop the tree through this cgroup's freezer (`--freeze-cgroup`, as CRIU).
+    pub freeze_cgroup: Option<PathBuf>,
 }
 
 /// What `cryo restore` was asked to do.
@@ -40,6 +45,7 @@ pub struct Restored {
     pub root_pid: i32,
 }
 
+pub mod cgroup;
 pub mod control;
 pub mod cpu;
 pub mod creds;

@@ -529,12 +529,14 @@ impl ShmemDump {
     }
 
     /// Write the shmem pagemaps.
-    pub fn finish(self, dir: &Path) -> Result<()> {
+    /// Write the shmem pagemaps; returns the number of pages written.
+    pub fn finish(self, dir: &Path) -> Result<u64> {
         // Entries stay in file order: with several processes they need not be sorted by offset.
+        let mut pages = 0;
         for (shmid, (s, _)) in self.sinks {
-            s.finish(dir, ImageKind::ShmemPagemap, shmid)?;
+            pages += s.finish(dir, ImageKind::ShmemPagemap, shmid)?;
         }
-        Ok(())
+        Ok(pages)
     }
 }
 

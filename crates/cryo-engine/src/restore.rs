@@ -75,7 +75,10 @@ fn read_images(dir: &Path) -> Result<Vec<TaskImages>> {
     }
     let mut out = Vec::new();
     for (n, pstree) in tree.into_iter().enumerate() {
-        if n > 0 && !out.iter().any(|t: &TaskImages| t.pstree.pid == pstree.ppid) {
+        if n > 0
+            && pstree.ppid != 0
+            && !out.iter().any(|t: &TaskImages| t.pstree.pid == pstree.ppid)
+        {
             return Err(bad(
                 "pstree.img",
                 format!("pid {} comes before its parent {}", pstree.pid, pstree.ppid),
@@ -281,10 +284,12 @@ struct Puppet {
     zombie: bool,
     /// Dumped in a group stop by this signal: stopped again on release.
     stop_signo: Option<i32>,
+    /// A restore helper that has ended and was reaped: its PID is not ours any more.
+    gone: bool,
 }
 
 fn kill_puppets(puppets: &[Puppet]) {
-    for p in puppets.iter().rev() {
+    for p in puppets.iter().rev().filter(|p| !p.gone) {
         let _ = cryo_sys::task::kill(p.pid, libc::SIGKILL);
     }
     // The root is cryo's child; the others are reaped by their parents or, once those are
@@ -295,7 +300,7 @@ fn kill_puppets(puppets: &[Puppet]) {
 }
 
 fn release_puppet(p: &Puppet, cpus: &[usize]) -> Result<()> {
-    if p.zombie {
+    if p.zombie || p.gone {
         return Ok(());
     }
     for &tid in p.threads.iter().chain(std::iter::once(&p.pid)) {
@@ -350,6 +355,7 @@ fn adopt(pid: Pid, tramp: &Trampoline) -> Result<Puppet> {
         threads: Vec::new(),
         zombie: false,
         stop_signo: None,
+        gone: false,
     })
 }
 
@@ -448,91 +454,389 @@ fn restore_tree(imgs: &[TaskImages], env: &PuppetEnv, puppets: &mut Vec<Puppet>)
     }
     let shm = memory::make_shared_anon(env.dir, &vmas, &shmem)?;
     // 1. Every process, parents first: the root a fresh copy of cryo, the others forked by
-    //    their parent once its memory is restored, so that they inherit it copy-on-write.
-    for (n, img) in imgs.iter().enumerate() {
-        let pid = Pid(img.pstree.pid as i32);
-        let child = if n == 0 {
-            match puppet::spawn_puppet(Some(pid)) {
-                Ok(c) => c,
-                Err(e) => {
-                    let why = if e.raw_os_error() == Some(libc::EEXIST) {
-                        "create (the pid is in use)"
-                    } else {
-                        "create"
-                    };
-                    return Err(Error::Task {
-                        what: why.into(),
-                        pid,
-                        source: e,
-                    });
-                }
-            }
-        } else {
-            let parent = puppets
-                .iter()
-                .find(|p| p.pid.0 as u32 == img.pstree.ppid)
-                .ok_or_else(|| {
-                    bad(
-                        "pstree.img",
-                        format!("no parent {} for {pid}", img.pstree.ppid),
-                    )
-                })?;
-            let flags = if img.zombie.is_some() {
-                0
-            } else {
-                shared_with_parent(imgs, n)?
-            };
-            remote_clone(&parent.inj, pid, flags, libc::SIGCHLD as u64).map_err(|e| match e {
-                Error::Task { source, .. } if source.raw_os_error() == Some(libc::EEXIST) => {
-                    Error::Task {
-                        what: "create (the pid is in use)".into(),
-                        pid,
-                        source,
-                    }
-                }
-                e => e,
-            })?
-        };
-        let p = adopt(child, env.tramp)?;
-        let res = (|| -> Result<()> {
-            if n == 0 {
-                // What the root inherited from cryo; its children inherit the clean state.
-                p.inj.syscall(
-                    "close inherited fds",
-                    libc::SYS_close_range,
-                    &[0, u64::from(u32::MAX), 0],
-                )?;
-                task_attrs::unregister_inherited_rseq(&p.inj)?;
-            }
-            restore_session(&p.inj, &img.pstree, imgs, env.opts)
-        })();
-        puppets.push(p);
-        res?;
-        if let (Some(code), Some(p)) = (img.zombie, puppets.last_mut()) {
+    //    their parent once its memory is restored, so that they inherit it copy-on-write;
+    //    sessions and groups as dumped (see `TreeBuilder`). Zombies die last.
+    let mut b = TreeBuilder::new(imgs, env, &shm, puppets)?;
+    // Several roots (ppid 0, `dump --cgroup`): each is a child of cryo, as the first is.
+    for i in (0..imgs.len()).filter(|&i| i == 0 || imgs[i].pstree.ppid == 0) {
+        b.create(i, None, None)?;
+    }
+    b.join_deferred_groups()?;
+    let slot = b.slot;
+    for (img, k) in imgs.iter().zip(&slot) {
+        if let (Some(code), Some(k)) = (img.zombie, k) {
+            let p = &mut puppets[*k];
             make_zombie(p, code)?;
             p.zombie = true;
-            continue;
-        }
-        let parent = imgs[..n]
-            .iter()
-            .find(|t| t.pstree.pid == img.pstree.ppid)
-            .map(|t| &t.mm);
-        if let Some(p) = puppets.last() {
-            restore_memory(p, img, parent, env, &shm)?;
         }
     }
     // 2. Each process becomes the rest of its dumped self. A shared fd table is filled by the
     //    first process that has it.
-    for (n, (img, p)) in imgs.iter().zip(puppets.iter_mut()).enumerate() {
+    for (n, (img, k)) in imgs.iter().zip(&slot).enumerate() {
+        let Some(k) = *k else {
+            return Err(bad(
+                "pstree.img",
+                format!("pid {} is not in the tree", img.pstree.pid),
+            ));
+        };
         if img.zombie.is_some() {
             continue;
         }
         let fill_fds = !imgs[..n]
             .iter()
             .any(|t| t.zombie.is_none() && t.ids.files_id == img.ids.files_id);
-        drive_puppet(p, img, env, fill_fds)?;
+        drive_puppet(&mut puppets[k], img, env, fill_fds)?;
     }
     Ok(())
+}
+
+/// Phase 1: creates the processes so that each ends up with its dumped parent, session and
+/// process group, which the kernel only lets a process inherit at fork, set for itself with
+/// setsid/setpgid, or join while the group exists:
+/// - a session leader forks the children that stay in the session it was born in before it
+///   calls setsid (a process that left its parent's session after forking);
+/// - a session whose leader is gone (CRIU's W33) is re-made by a helper at the leader's PID:
+///   forked by the dumped parent of the session's members, made a subreaper for the time, it
+///   calls setsid, forks the members and exits, and the members are adopted by their parent;
+/// - a process group is joined once it exists; a group whose leader is gone is re-made by a
+///   helper at the leader's PID, forked by one of its members, that lives until every member
+///   has joined.
+struct TreeBuilder<'a, 'e> {
+    imgs: &'a [TaskImages],
+    env: &'a PuppetEnv<'e>,
+    shm: &'a memory::SharedAnon,
+    puppets: &'a mut Vec<Puppet>,
+    /// For each image, its puppet (index in `puppets`).
+    slot: Vec<Option<usize>>,
+    /// For each image, its children (image indices).
+    children: Vec<Vec<usize>>,
+    /// Session and group of each puppet now.
+    sid: Vec<u32>,
+    pgid: Vec<u32>,
+    /// The groups that exist now: pgid -> session.
+    groups: BTreeMap<u32, u32>,
+    /// Images whose group could not be joined when they were created.
+    deferred: Vec<usize>,
+}
+
+impl<'a, 'e> TreeBuilder<'a, 'e> {
+    fn new(
+        imgs: &'a [TaskImages],
+        env: &'a PuppetEnv<'e>,
+        shm: &'a memory::SharedAnon,
+        puppets: &'a mut Vec<Puppet>,
+    ) -> Result<Self> {
+        let mut children = vec![Vec::new(); imgs.len()];
+        for (i, t) in imgs.iter().enumerate().skip(1) {
+            if t.pstree.ppid == 0 {
+                continue; // another root
+            }
+            let parent = imgs
+                .iter()
+                .position(|p| p.pstree.pid == t.pstree.ppid)
+                .ok_or_else(|| {
+                    bad(
+                        "pstree.img",
+                        format!("no parent {} for {}", t.pstree.ppid, t.pstree.pid),
+                    )
+                })?;
+            children[parent].push(i);
+        }
+        Ok(TreeBuilder {
+            imgs,
+            env,
+            shm,
+            puppets,
+            slot: vec![None; imgs.len()],
+            children,
+            sid: Vec::new(),
+            pgid: Vec::new(),
+            groups: BTreeMap::new(),
+            deferred: Vec::new(),
+        })
+    }
+
+    /// Create a task at `pid`: by `creator` (a puppet) with a remote clone3, or by cryo.
+    /// Returns its puppet index; it starts in its creator's session and group.
+    fn spawn(&mut self, pid: Pid, creator: Option<usize>, flags: u64) -> Result<usize> {
+        let in_use = |source: std::io::Error| {
+            let what = if source.raw_os_error() == Some(libc::EEXIST) {
+                "create (the pid is in use)"
+            } else {
+                "create"
+            };
+            Error::Task {
+                what: what.into(),
+                pid,
+                source,
+            }
+        };
+        let (child, sid, pgid) = match creator {
+            None => {
+                let own = procfs::read_stat(Pid(std::process::id() as i32))?;
+                let c = puppet::spawn_puppet(Some(pid)).map_err(in_use)?;
+                (c, own.session as u32, own.pgrp as u32)
+            }
+            Some(k) => {
+                let c = remote_clone(&self.puppets[k].inj, pid, flags, libc::SIGCHLD as u64)
+                    .map_err(|e| match e {
+                        Error::Task { source, .. } => in_use(source),
+                        e => e,
+                    })?;
+                (c, self.sid[k], self.pgid[k])
+            }
+        };
+        let p = adopt(child, self.env.tramp)?;
+        self.puppets.push(p);
+        self.sid.push(sid);
+        self.pgid.push(pgid);
+        Ok(self.puppets.len() - 1)
+    }
+
+    fn inj(&self, k: usize) -> &Injector {
+        &self.puppets[k].inj
+    }
+
+    /// Create image `i` and its subtree. `creator` is its parent's puppet or a helper forked
+    /// by the parent; `inherit` the mm image whose memory the creator holds.
+    fn create(
+        &mut self,
+        i: usize,
+        creator: Option<usize>,
+        inherit: Option<&'a pb::MmEntry>,
+    ) -> Result<()> {
+        let imgs = self.imgs;
+        let img = &imgs[i];
+        let pid = img.pstree.pid;
+        let by_parent = creator.is_some_and(|k| self.puppets[k].pid.0 as u32 == img.pstree.ppid);
+        let flags = if img.zombie.is_some() || creator.is_none() {
+            0
+        } else {
+            let f = shared_with_parent(imgs, i)?;
+            if f != 0 && !by_parent {
+                return Err(Error::Unsupported(format!(
+                    "pid {pid} sharing its fd table or fs with its parent, in a session whose \
+                     leader is gone"
+                )));
+            }
+            f
+        };
+        let k = self.spawn(Pid(pid as i32), creator, flags)?;
+        self.slot[i] = Some(k);
+        if creator.is_none() {
+            // What the root inherited from cryo; its children inherit the clean state.
+            self.inj(k).syscall(
+                "close inherited fds",
+                libc::SYS_close_range,
+                &[0, u64::from(u32::MAX), 0],
+            )?;
+            task_attrs::unregister_inherited_rseq(self.inj(k))?;
+        }
+        if img.zombie.is_none() {
+            restore_memory(&self.puppets[k], img, inherit, self.env, self.shm)?;
+        }
+        let born_in = self.sid[k];
+        let kids = self.children[i].clone();
+        let mut later = Vec::new();
+        if img.pstree.sid == pid {
+            // Children that stayed in the session this process was born in, or have
+            // descendants that did, were forked before it left: they come first.
+            for &c in &kids {
+                if self.subtree_has_sid(c, born_in) {
+                    self.create(c, Some(k), Some(&img.mm))?;
+                } else {
+                    later.push(c);
+                }
+            }
+            self.inj(k)
+                .syscall("create session", libc::SYS_setsid, &[])?;
+            self.sid[k] = pid;
+            self.pgid[k] = pid;
+            self.groups.insert(pid, pid);
+        } else {
+            later = kids;
+            if born_in != img.pstree.sid && (creator.is_some() || !self.env.opts.shell_job) {
+                return Err(Error::Unsupported(format!(
+                    "restoring pid {pid} into session {} from outside it{}",
+                    img.pstree.sid,
+                    if creator.is_none() {
+                        ": use --shell-job"
+                    } else {
+                        ""
+                    }
+                )));
+            }
+        }
+        self.join_group(i, k)?;
+        // The rest of the children; members of sessions whose leader is gone, by session.
+        let mut orphaned: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
+        for c in later {
+            let cs = imgs[c].pstree.sid;
+            if cs == imgs[c].pstree.pid || cs == self.sid[k] {
+                self.create(c, Some(k), Some(&img.mm))?;
+            } else {
+                orphaned.entry(cs).or_default().push(c);
+            }
+        }
+        for (sess, members) in orphaned {
+            self.recreate_session(k, &img.mm, sess, &members)?;
+        }
+        Ok(())
+    }
+
+    /// W33: members of session `sess`, whose leader is gone, children of puppet `k`.
+    fn recreate_session(
+        &mut self,
+        k: usize,
+        mm: &'a pb::MmEntry,
+        sess: u32,
+        members: &[usize],
+    ) -> Result<()> {
+        if self.imgs.iter().any(|t| t.pstree.pid == sess) {
+            return Err(Error::Unsupported(format!(
+                "pid {} in session {sess} while its parent {} is not",
+                self.imgs[members[0]].pstree.pid, self.puppets[k].pid
+            )));
+        }
+        debug!("re-making session {sess} whose leader is gone");
+        // A subreaper before the helper is forked, so the helper's orphans come back here.
+        self.inj(k).syscall(
+            "become a subreaper",
+            libc::SYS_prctl,
+            &[libc::PR_SET_CHILD_SUBREAPER as u64, 1, 0, 0, 0],
+        )?;
+        let h = self.spawn(Pid(sess as i32), Some(k), 0)?;
+        self.inj(h)
+            .syscall("create session", libc::SYS_setsid, &[])?;
+        self.sid[h] = sess;
+        self.pgid[h] = sess;
+        self.groups.insert(sess, sess);
+        for &c in members {
+            self.create(c, Some(h), Some(mm))?;
+        }
+        self.end_helper(h, k)?;
+        // The helper's group lives on only if a member is in it.
+        if !self.live_in_group(sess) {
+            self.groups.remove(&sess);
+        }
+        Ok(())
+    }
+
+    /// Whether image `i` or a descendant is in session `sid` without leading it.
+    fn subtree_has_sid(&self, i: usize, sid: u32) -> bool {
+        let p = &self.imgs[i].pstree;
+        (p.sid == sid && p.pid != sid)
+            || self.children[i]
+                .iter()
+                .any(|&c| self.subtree_has_sid(c, sid))
+    }
+
+    fn live_in_group(&self, g: u32) -> bool {
+        self.puppets
+            .iter()
+            .zip(&self.pgid)
+            .any(|(p, &pg)| pg == g && !p.gone)
+    }
+
+    /// End helper `h` and have `reaper` (its parent) reap it.
+    fn end_helper(&mut self, h: usize, reaper: usize) -> Result<()> {
+        let pid = self.puppets[h].pid;
+        // The exit_group never returns: the error is the task ending.
+        let _ = self.inj(h).task().syscall_raw(libc::SYS_exit_group, &[0]);
+        if procfs::read_stat(pid)
+            .map(|s| s.state != 'Z')
+            .unwrap_or(false)
+        {
+            loop {
+                match ptrace::wait(pid).task_ctx("wait for the helper to end", pid)? {
+                    WaitStatus::Exited(_) | WaitStatus::Signaled(_) => break,
+                    _ => ptrace::cont(pid, 0).task_ctx("let the helper end", pid)?,
+                }
+            }
+        }
+        self.inj(reaper).syscall(
+            &format!("reap helper {pid}"),
+            libc::SYS_wait4,
+            &[pid.0 as u64, 0, libc::__WALL as u64, 0],
+        )?;
+        self.puppets[h].gone = true;
+        Ok(())
+    }
+
+    /// Put puppet `k` (image `i`) in its group now, or defer it until the group exists.
+    fn join_group(&mut self, i: usize, k: usize) -> Result<()> {
+        let p = &self.imgs[i].pstree;
+        let g = p.pgid;
+        if g == self.pgid[k] {
+            return Ok(());
+        }
+        if g == p.pid {
+            self.inj(k)
+                .syscall("create process group", libc::SYS_setpgid, &[0, 0])?;
+            self.pgid[k] = g;
+            self.groups.insert(g, self.sid[k]);
+        } else if self.groups.get(&g) == Some(&self.sid[k]) {
+            self.inj(k)
+                .syscall("join process group", libc::SYS_setpgid, &[0, u64::from(g)])?;
+            self.pgid[k] = g;
+        } else if self.slot[0] == Some(k) || p.ppid == 0 {
+            // The root of a shell job stays in the caller's group.
+            if !self.env.opts.shell_job {
+                return Err(Error::Unsupported(format!(
+                    "restoring pid {} into process group {g} from outside it: use --shell-job",
+                    p.pid
+                )));
+            }
+        } else {
+            self.deferred.push(i);
+        }
+        Ok(())
+    }
+
+    /// Once every process exists: the groups that could not be joined at creation. A group
+    /// whose leader is gone is re-made by a helper forked by its first member.
+    fn join_deferred_groups(&mut self) -> Result<()> {
+        let mut dead: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
+        for i in std::mem::take(&mut self.deferred) {
+            let k = self.slot[i].ok_or_else(|| bad("pstree.img", "a process was not created"))?;
+            let g = self.imgs[i].pstree.pgid;
+            if self.groups.get(&g) == Some(&self.sid[k]) {
+                self.inj(k)
+                    .syscall("join process group", libc::SYS_setpgid, &[0, u64::from(g)])?;
+                self.pgid[k] = g;
+            } else if self.imgs.iter().any(|t| t.pstree.pid == g) {
+                return Err(Error::Unsupported(format!(
+                    "pid {} in process group {g} of another session",
+                    self.imgs[i].pstree.pid
+                )));
+            } else {
+                dead.entry(g).or_default().push(i);
+            }
+        }
+        for (g, members) in dead {
+            let first = self.slot[members[0]]
+                .ok_or_else(|| bad("pstree.img", "a process was not created"))?;
+            debug!("re-making process group {g} whose leader is gone");
+            let h = self.spawn(Pid(g as i32), Some(first), 0)?;
+            self.inj(h)
+                .syscall("create process group", libc::SYS_setpgid, &[0, 0])?;
+            self.groups.insert(g, self.sid[h]);
+            for &i in &members {
+                let k = self.slot[i].ok_or_else(|| bad("pstree.img", "not created"))?;
+                if self.sid[k] != self.sid[h] {
+                    return Err(Error::Unsupported(format!(
+                        "pid {} in process group {g} of another session",
+                        self.imgs[i].pstree.pid
+                    )));
+                }
+                self.inj(k)
+                    .syscall("join process group", libc::SYS_setpgid, &[0, u64::from(g)])?;
+                self.pgid[k] = g;
+            }
+            self.end_helper(h, first)?;
+        }
+        Ok(())
+    }
 }
 
 /// The clone flags that make process `n` share its parent's fd table (CLONE_FILES) and
@@ -903,46 +1207,6 @@ fn puppet_uffd(inj: &Injector) -> Option<cryo_sys::uffd::Userfaultfd> {
             None
         }
     }
-}
-
-/// Put a new puppet in its session and process group. Its parent (a puppet restored already,
-/// or cryo for the root) is where it starts from.
-fn restore_session(
-    inj: &Injector,
-    p: &pb::PstreeEntry,
-    tree: &[TaskImages],
-    opts: &RestoreOptions,
-) -> Result<()> {
-    let pid = p.pid;
-    if p.sid == pid {
-        inj.syscall("create session", libc::SYS_setsid, &[])?;
-        return Ok(());
-    }
-    let in_tree = |id: u32| tree.iter().any(|t| t.pstree.pid == id);
-    if in_tree(p.sid) {
-        // The session came down from the parent; the group may be another one of it.
-        if p.pgid == pid {
-            inj.syscall("create process group", libc::SYS_setpgid, &[0, 0])?;
-        } else if in_tree(p.pgid) {
-            inj.syscall(
-                "join process group",
-                libc::SYS_setpgid,
-                &[0, u64::from(p.pgid)],
-            )?;
-        }
-        return Ok(());
-    }
-    let own = procfs::read_stat(Pid(std::process::id() as i32))?;
-    if p.sid as i32 != own.session && !opts.shell_job {
-        return Err(Error::Unsupported(format!(
-            "restoring pid {pid} into session {} from outside it: use --shell-job",
-            p.sid
-        )));
-    }
-    if p.pgid == pid {
-        inj.syscall("create process group", libc::SYS_setpgid, &[0, 0])?;
-    }
-    Ok(())
 }
 
 fn restore_oom_score_adj(pid: Pid, adj: i32) -> Result<()> {

@@ -219,13 +219,19 @@ pub fn restore_process_attrs(inj: &Injector, tc: &pb::TaskCoreEntry, umask: u32)
         &[u64::from(tc.personality)],
     )?;
     inj.syscall("set umask", libc::SYS_umask, &[u64::from(umask)])?;
-    if tc.child_subreaper == Some(true) {
-        inj.syscall(
-            "set child subreaper",
-            libc::SYS_prctl,
-            &[libc::PR_SET_CHILD_SUBREAPER as u64, 1, 0, 0, 0],
-        )?;
-    }
+    // Always set: restore may have made the puppet a subreaper for a while (to adopt the
+    // members of a session whose leader is gone).
+    inj.syscall(
+        "set child subreaper",
+        libc::SYS_prctl,
+        &[
+            libc::PR_SET_CHILD_SUBREAPER as u64,
+            u64::from(tc.child_subreaper == Some(true)),
+            0,
+            0,
+            0,
+        ],
+    )?;
     Ok(())
 }
 

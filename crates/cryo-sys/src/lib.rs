@@ -1,6 +1,7 @@
 //! Thin kernel interfaces: the only crate of cryo with `unsafe`. Each module wraps one kernel
 //! facility and cites its man page or uapi header.
 
+pub mod cgroupfs;
 pub mod cpu;
 pub mod mem;
 pub mod pipe;

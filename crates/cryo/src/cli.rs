@@ -112,10 +112,20 @@ pub struct CommonArgs {
 /// `cryo dump`.
 #[derive(Debug, Args)]
 pub struct DumpArgs {
-    /// PID of the root of the tree to checkpoint
-    #[arg(short = 't', long = "tree", value_name = "PID", required = true,
+    /// PID of the root of the tree to checkpoint (not with --cgroup)
+    #[arg(short = 't', long = "tree", value_name = "PID",
+          required_unless_present = "cgroup", conflicts_with = "cgroup",
           value_parser = clap::value_parser!(i32).range(1..))]
-    pub tree: i32,
+    pub tree: Option<i32>,
+
+    /// Checkpoint every task of the cgroup at PATH (v1 freezer or v2), stopped through its
+    /// freezer; several roots are fine (cryo's own option, no -t)
+    #[arg(long = "cgroup", value_name = "PATH", conflicts_with = "freeze_cgroup")]
+    pub cgroup: Option<PathBuf>,
+
+    /// Stop the tree through the freezer of the cgroup at PATH (v1 or v2)
+    #[arg(long = "freeze-cgroup", value_name = "PATH")]
+    pub freeze_cgroup: Option<PathBuf>,
 
     /// Leave the tasks running after the checkpoint
     #[arg(short = 'R', long = "leave-running", overrides_with = "leave_stopped")]
@@ -637,7 +647,7 @@ mod tests {
             "--pre-dump-mode",
             "splice",
         ]);
-        assert_eq!(d.tree, 42);
+        assert_eq!(d.tree, Some(42));
         assert_eq!(d.pre_dump_mode.as_deref(), Some("splice"));
         assert_eq!(d.common.images_dir, PathBuf::from("/tmp/img"));
         assert_eq!(d.common.log_file, Some(PathBuf::from("dump.log")));
@@ -669,13 +679,13 @@ mod tests {
     #[test]
     fn short_forms() {
         let d = dump(&["dump", "-t123", "-Dimg", "-o", "d.log", "-W", "wd", "-jR"]);
-        assert_eq!(d.tree, 123);
+        assert_eq!(d.tree, Some(123));
         assert_eq!(d.common.images_dir, PathBuf::from("img"));
         assert_eq!(d.common.work_dir, Some(PathBuf::from("wd")));
         assert!(d.shell_job && d.leave_running);
         // A cluster ending in an option with an argument takes the next word.
         let d = dump(&["dump", "-jt", "7"]);
-        assert_eq!(d.tree, 7);
+        assert_eq!(d.tree, Some(7));
         assert!(d.shell_job);
         // Values that look like options are still values.
         let d = dump(&["dump", "-t", "1", "-o", "-weird.log"]);
@@ -693,7 +703,7 @@ mod tests {
         ]);
         assert_eq!(
             (d.tree, d.common.images_dir.clone()),
-            (5, PathBuf::from("/a"))
+            (Some(5), PathBuf::from("/a"))
         );
         assert_eq!(d.common.work_dir, Some(PathBuf::from("/w")));
         let d = dump(&[
@@ -707,7 +717,7 @@ mod tests {
         ]);
         assert_eq!(
             (d.tree, d.common.images_dir.clone()),
-            (5, PathBuf::from("/b"))
+            (Some(5), PathBuf::from("/b"))
         );
         assert!(d.leave_running && d.shell_job);
         let e = pre(&["dump", "--leave", "-t", "1"]).expect_err("ambiguous prefix accepted");
@@ -818,6 +828,39 @@ mod tests {
     fn double_dash_ends_options() {
         let e = parse(&["check", "--", "-v"]).expect_err("word after -- accepted");
         assert!(e.contains("unexpected argument '-v'"), "{e}");
+    }
+
+    #[test]
+    fn cgroup_options() {
+        let d = dump(&["dump", "--cgroup", "/sys/fs/cgroup/unified/job", "-D", "i"]);
+        assert_eq!(d.tree, None);
+        assert_eq!(d.cgroup, Some(PathBuf::from("/sys/fs/cgroup/unified/job")));
+        assert_eq!(d.freeze_cgroup, None);
+        let d = dump(&[
+            "dump",
+            "-t",
+            "9",
+            "--freeze-cgroup=/sys/fs/cgroup/freezer/job",
+            "-R",
+        ]);
+        assert_eq!(d.tree, Some(9));
+        assert_eq!(
+            d.freeze_cgroup,
+            Some(PathBuf::from("/sys/fs/cgroup/freezer/job"))
+        );
+        assert!(d.leave_running && d.cgroup.is_none());
+        // CRIU's spelling, abbreviated as getopt_long allows.
+        let d = dump(&["dump", "-t", "9", "--freeze", "/cg"]);
+        assert_eq!(d.freeze_cgroup, Some(PathBuf::from("/cg")));
+        let e = parse(&["dump", "--cgroup", "/cg", "-t", "1"]).expect_err("-t with --cgroup");
+        assert!(e.contains("cannot be used with"), "{e}");
+        let e = parse(&["dump", "--cgroup", "/cg", "--freeze-cgroup", "/cg"])
+            .expect_err("--cgroup with --freeze-cgroup");
+        assert!(e.contains("cannot be used with"), "{e}");
+        let e = parse(&["dump", "--freeze-cgroup", "/cg"]).expect_err("--freeze-cgroup alone");
+        assert!(e.contains("--tree"), "{e}");
+        let e = parse(&["dump", "--cgroup"]).expect_err("--cgroup without a path");
+        assert_eq!(e, "option '--cgroup' requires an argument");
     }
 
     #[test]

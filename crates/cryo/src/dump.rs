@@ -13,16 +13,26 @@ pub fn run(args: &DumpArgs, paths: &Paths) -> anyhow::Result<u8> {
         tracing::debug!("--pidfile {} is not used by dump", p.display());
     }
     let opts = cryo_engine::DumpOptions {
-        pid: args.tree,
+        pid: args.tree.unwrap_or(0),
         images_dir: paths.images_dir.clone(),
         leave_running: args.leave_running,
         leave_stopped: args.leave_stopped,
         shell_job: args.shell_job,
         timeout: Some(Duration::from_secs(args.timeout)),
+        cgroup: args.cgroup.clone(),
+        freeze_cgroup: args.freeze_cgroup.clone(),
+    };
+    let what = match (&opts.cgroup, &opts.freeze_cgroup) {
+        (Some(cg), _) => format!("the tasks of cgroup {}", cg.display()),
+        (None, Some(cg)) => format!(
+            "tree of pid {} (frozen through cgroup {})",
+            opts.pid,
+            cg.display()
+        ),
+        (None, None) => format!("tree of pid {}", opts.pid),
     };
     tracing::info!(
-        "dumping tree of pid {} into {}{}",
-        opts.pid,
+        "dumping {what} into {}{}",
         opts.images_dir.display(),
         match (opts.leave_running, opts.leave_stopped) {
             (true, _) => ", leaving it running",
@@ -30,7 +40,7 @@ pub fn run(args: &DumpArgs, paths: &Paths) -> anyhow::Result<u8> {
             _ => "",
         }
     );
-    cryo_engine::dump(&opts).with_context(|| format!("dump tree of pid {}", opts.pid))?;
+    cryo_engine::dump(&opts).with_context(|| format!("dump {what}"))?;
     tracing::info!("dumping finished successfully");
     Ok(0)
 }

@@ -437,6 +437,55 @@ fn pstree_shape() {
     expect(&d, "pstree.img", Some(2), "pid");
 }
 
+/// `cryo dump --cgroup` writes several roots (ppid 0), each leading its own session and group:
+/// restorable, each as a child of cryo. A root in another root's session or group is not.
+#[test]
+fn pstree_several_roots() {
+    let entry = |pid, sid, pgid, threads: Vec<u32>| pb::PstreeEntry {
+        pid,
+        ppid: 0,
+        pgid,
+        sid,
+        threads,
+    };
+    let d = good("pstree-cgroup-roots");
+    img!(
+        &d,
+        ImageKind::Pstree,
+        None,
+        &[
+            entry(100, 100, 100, vec![100]),
+            entry(101, 101, 101, vec![101, 102])
+        ],
+    );
+    assert_eq!(problems(&d), (0, vec![]));
+    std::fs::remove_dir_all(&d).unwrap();
+    // Roots in a session outside the dump (a shell job's) are fine too.
+    let d = good("pstree-cgroup-roots-outside");
+    img!(
+        &d,
+        ImageKind::Pstree,
+        None,
+        &[
+            entry(100, 7, 7, vec![100]),
+            entry(101, 7, 101, vec![101, 102])
+        ],
+    );
+    assert_eq!(problems(&d), (0, vec![]));
+    std::fs::remove_dir_all(&d).unwrap();
+    let d = good("pstree-cgroup-roots-group");
+    img!(
+        &d,
+        ImageKind::Pstree,
+        None,
+        &[
+            entry(100, 7, 100, vec![100]),
+            entry(101, 7, 100, vec![101, 102])
+        ],
+    );
+    expect(&d, "pstree.img", None, "ppid");
+}
+
 #[test]
 fn impossible_registers() {
     for (field, f) in [

@@ -1016,6 +1016,7 @@ scenario_tests! {
     tree: "tree.c" => [plain, leave_running, iterations];
     cow: "cow.c" => [plain, leave_running, iterations];
     shared_tables: "shared_tables.c" => [plain, leave_running, iterations];
+    sessions: "sessions.c" => [plain, leave_running, iterations];
     open_files: "open_files.c" => [plain, leave_running, iterations];
 }
 

@@ -5,7 +5,8 @@
 //! files that are no image of a known kind; magics; truncated entries; pagemap entries
 //! (sorted, not overlapping, inside the task's VMAs); `pages-N.img` length against the
 //! pagemaps (task and shmem) naming it; files entries without their type's sub-message; the
-//! pstree (one root, known parents, no duplicate pids); x86_64 register values.
+//! pstree (one root, or several that lead their own sessions and groups, as `dump --cgroup`
+//! writes; known parents, no duplicate pids); x86_64 register values.
 //!
 //! Ids that resolve to nothing, each named by image, entry and field:
 //! ```text
@@ -535,7 +536,32 @@ fn check_pstree(cx: &mut Ctx<'_>, pstree: &[pb::PstreeEntry]) {
             roots.push(i);
         }
     }
-    if roots.len() != 1 && !pstree.is_empty() {
+    // Several roots are what `cryo dump --cgroup` writes (CRIU never does): each is restored
+    // as a child of cryo, so each must be a root (ppid 0), and lead its own session and process
+    // group or be in ones outside the dump, as nothing can put a child of cryo into a session
+    // or group another restored task leads. One root keeps CRIU's rule.
+    let bound = roots.iter().map(|&i| &pstree[i]).find(|p| {
+        p.ppid != 0
+            || (p.sid != p.pid && pids.contains(&p.sid))
+            || (p.pgid != p.pid && pids.contains(&p.pgid))
+    });
+    if roots.len() > 1 && !pstree.is_empty() {
+        if let Some(p) = bound {
+            cx.push(
+                name,
+                None,
+                "ppid",
+                format!(
+                    "{} root tasks, need exactly one, or roots that each lead their own session                      and group or are in ones outside the dump (pid {}: ppid {}, session {},                      group {})",
+                    roots.len(),
+                    p.pid,
+                    p.ppid,
+                    p.sid,
+                    p.pgid
+                ),
+            );
+        }
+    } else if roots.len() != 1 && !pstree.is_empty() {
         cx.push(
             name,
             None,

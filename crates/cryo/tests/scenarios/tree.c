@@ -8,10 +8,12 @@
  * seen by the other (so it is still one object), the unread pipe data is intact, a request/reply
  * round trip through the pipes works, the zombies are still there with their exit status
  * (one exited with 42, one was killed by SIGUSR2), and a child stopped by SIGSTOP is still
- * stopped and ends normally once continued.
+ * stopped and ends normally once continued, and a child the worker made with CLONE_PARENT is still
+ * this process's child.
  */
 #include "scenario.h"
 #include <pthread.h>
+#include <sched.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 
@@ -22,7 +24,8 @@ struct shared {
 	volatile uint64_t thread_ticks;
 	volatile uint64_t from_parent;
 	volatile uint64_t from_worker;
-	uint64_t pattern[SHM_BYTES / 8 - 3];
+	volatile uint64_t sibling_pid;
+	uint64_t pattern[SHM_BYTES / 8 - 4];
 };
 
 static struct shared *shm;
@@ -37,8 +40,22 @@ static void *ticker(void *arg)
 	return NULL;
 }
 
+static int sibling_main(void *arg)
+{
+	(void)arg;
+	for (;;)
+		pause();
+	return 0;
+}
+
 static void worker(int req, int rep)
 {
+	/* A sibling made with CLONE_PARENT: its parent is the worker's parent. */
+	static char stack[64 << 10];
+	long sib = clone(sibling_main, stack + sizeof(stack), CLONE_PARENT | SIGCHLD, NULL);
+	if (sib < 0)
+		_exit(6);
+	shm->sibling_pid = sib;
 	pthread_t t;
 	if (pthread_create(&t, NULL, ticker, NULL))
 		_exit(3);
@@ -101,7 +118,7 @@ int main(void)
 	SYS(waitid(P_PID, zombie, &si, WEXITED | WNOWAIT));
 	SYS(waitid(P_PID, killed, &si, WEXITED | WNOWAIT));
 	SYS(waitid(P_PID, stopped, &si, WSTOPPED | WNOWAIT));
-	while (shm->thread_ticks < 5)
+	while (shm->thread_ticks < 5 || !shm->sibling_pid)
 		sleep_ms(1);
 	ready();
 	wait_term();
@@ -143,6 +160,16 @@ int main(void)
 	CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 42, "zombie's status is %#x", st);
 	CHECK(waitpid(killed, &st, WNOHANG) == killed, "killed zombie %d is not waitable", killed);
 	CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGUSR2, "killed zombie's status is %#x", st);
+
+	/* The CLONE_PARENT sibling is this process's child. */
+	pid_t sib = (pid_t)shm->sibling_pid;
+	snprintf(path, sizeof(path), "/proc/%d/stat", sib);
+	CHECK(read_small_file(path, buf, sizeof(buf)) > 0, "CLONE_PARENT child %d is gone", sib);
+	rp = strrchr(buf, ')');
+	CHECK(rp && sscanf(rp + 2, "%c %d", &state, &ppid) == 2 && ppid == getpid() && state != 'Z',
+	      "CLONE_PARENT child: state %c, parent %d", state, ppid);
+	SYS(kill(sib, SIGKILL));
+	CHECK(waitpid(sib, &st, 0) == sib && WIFSIGNALED(st), "CLONE_PARENT child: status %#x", st);
 
 	/* The stopped child. */
 	snprintf(path, sizeof(path), "/proc/%d/stat", stopped);
