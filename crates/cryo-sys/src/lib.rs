@@ -4,6 +4,7 @@
 pub mod cgroupfs;
 pub mod cpu;
 pub mod mem;
+pub mod pidns;
 pub mod pipe;
 pub mod probe;
 pub mod proc_ctl;

@@ -193,6 +193,11 @@ pub struct RestoreArgs {
     #[arg(long = "no-shell-job", hide = true, overrides_with = "shell_job")]
     pub no_shell_job: bool,
 
+    /// Restore into a new pid namespace, whose init is a small cryo init: the tasks keep their
+    /// PIDs inside it, so they can never collide with PIDs in use
+    #[arg(long = "new-pidns")]
+    pub new_pidns: bool,
+
     #[command(flatten)]
     pub common: CommonArgs,
 }

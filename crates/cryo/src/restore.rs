@@ -1,6 +1,13 @@
 //! `cryo restore`: bring a process tree back from an images directory, then either return
 //! (`-d`) or wait for the restored root task, which is cryo's child, and exit with its status
 //! (128 + the signal number when a signal killed it).
+//!
+//! With `--new-pidns` cryo forks into a new pid namespace (and a private copy of the mounts
+//! with its own /proc) and that child, PID 1 there, does the restore: the tasks get their
+//! dumped PIDs inside the namespace, which are always free. It tells the waiting cryo how it
+//! went through a pipe, then stays as the namespace's init ([`cryo_sys::pidns::run_init`]):
+//! it reaps orphans, passes SIGTERM/SIGINT/SIGHUP to the root task and exits with the root's
+//! status, which the waiting cryo (without `-d`) gives as its own.
 
 use crate::cli::RestoreArgs;
 use crate::Paths;
@@ -27,6 +34,9 @@ pub fn run(args: &RestoreArgs, paths: &Paths) -> anyhow::Result<u8> {
         detached: args.restore_detached,
         shell_job: args.shell_job,
     };
+    if args.new_pidns {
+        return restore_in_new_pidns(&opts, args, pidfile.as_deref());
+    }
     tracing::info!("restoring from {}", opts.images_dir.display());
     let restored = cryo_engine::restore(&opts)
         .with_context(|| format!("restore from {}", opts.images_dir.display()))?;
@@ -43,6 +53,78 @@ pub fn run(args: &RestoreArgs, paths: &Paths) -> anyhow::Result<u8> {
         return Ok(0);
     }
     wait_for_tree(restored.root_pid)
+}
+
+/// `--new-pidns`: restore in a child that is PID 1 of a new pid namespace; see the module doc.
+fn restore_in_new_pidns(
+    opts: &cryo_engine::RestoreOptions,
+    args: &RestoreArgs,
+    pidfile: Option<&Path>,
+) -> anyhow::Result<u8> {
+    use cryo_sys::pidns::{self, Forked};
+    use std::io::Read;
+    let (mut rx, mut tx) = std::io::pipe().context("create a pipe")?;
+    match pidns::fork_into_new_pidns().context("create a pid namespace")? {
+        Forked::Child => {
+            drop(rx);
+            let res = pidns::mount_own_proc()
+                .context("mount /proc for the new pid namespace")
+                .and_then(|()| {
+                    tracing::info!(
+                        "restoring from {} into a new pid namespace",
+                        opts.images_dir.display()
+                    );
+                    cryo_engine::restore(opts)
+                        .with_context(|| format!("restore from {}", opts.images_dir.display()))
+                });
+            match res {
+                Ok(restored) => {
+                    let _ = tx.write_all(b"ok");
+                    drop(tx);
+                    pidns::run_init(Pid(restored.root_pid))
+                }
+                Err(e) => {
+                    let _ = tx.write_all(format!("{e:#}").as_bytes());
+                    drop(tx);
+                    std::process::exit(1)
+                }
+            }
+        }
+        Forked::Parent { pid: init } => {
+            drop(tx);
+            let mut said = String::new();
+            rx.read_to_string(&mut said)
+                .context("read how the restore went")?;
+            if said != "ok" {
+                // The child has exited; reap it.
+                let _ = wait_flags(init, 0);
+                if said.is_empty() {
+                    bail!("the restore in the new pid namespace ended without a word");
+                }
+                bail!("{said}");
+            }
+            // The root task is the init's only child; its PID out here is what a caller can
+            // signal.
+            let children = fs::read_to_string(format!("/proc/{init}/task/{init}/children"))
+                .with_context(|| format!("list the children of the init {init}"))?;
+            let root: i32 = children
+                .split_whitespace()
+                .next()
+                .and_then(|c| c.parse().ok())
+                .context("the restored root task is gone already")?;
+            tracing::info!(
+                "restore finished successfully, init is pid {init}, root task is pid {root} (here)"
+            );
+            if let Some(p) = pidfile {
+                write_pidfile(p, root)
+                    .with_context(|| format!("write pid file {}", p.display()))?;
+            }
+            if args.restore_detached {
+                return Ok(0);
+            }
+            wait_for_tree(init.0)
+        }
+    }
 }
 
 /// Write `pid` in decimal (no newline, as CRIU) to a new file at `path`: written whole under a

@@ -87,6 +87,7 @@ enum Mode {
     Plain,
     LeaveRunning,
     Iterations,
+    NewPidns,
 }
 
 impl Mode {
@@ -95,6 +96,7 @@ impl Mode {
             "plain" => Mode::Plain,
             "leave_running" => Mode::LeaveRunning,
             "iterations" => Mode::Iterations,
+            "new_pidns" => Mode::NewPidns,
             other => panic!("unknown mode {other}"),
         }
     }
@@ -104,6 +106,7 @@ impl Mode {
             Mode::Plain => "plain",
             Mode::LeaveRunning => "leave_running",
             Mode::Iterations => "iterations",
+            Mode::NewPidns => "new_pidns",
         }
     }
 }
@@ -470,6 +473,12 @@ impl Case {
 
     /// SIGTERM a restored task, take its verdict and exit status (from the reaper).
     fn finish_restored(&mut self, pid: i32) -> Res<(Verdict, i32)> {
+        self.finish_restored_via(pid, pid)
+    }
+
+    /// SIGTERM to restored `pid`, its verdict, and the wait status of `waited` (`pid` itself,
+    /// or the init of its pid namespace, which exits with its status).
+    fn finish_restored_via(&mut self, pid: i32, waited: i32) -> Res<(Verdict, i32)> {
         send_signal(pid, "TERM")?;
         let line = match self.next_line(VERDICT_TIMEOUT, |_| !alive(pid)) {
             Ok(line) => line,
@@ -482,8 +491,50 @@ impl Case {
             }
         };
         let verdict = Case::parse_verdict(&line)?;
-        let status = self.restored_exit(pid, VERDICT_TIMEOUT)?;
+        let status = self.restored_exit(waited, VERDICT_TIMEOUT)?;
         Ok((verdict, status))
+    }
+
+    /// `--new-pidns`: restored `global` (its PID here) must be `original` inside a pid
+    /// namespace other than ours, a child of that namespace's init; returns the init's PID.
+    fn check_in_new_pidns(&mut self, original: i32, global: i32) -> Res<i32> {
+        let status = fs::read_to_string(format!("/proc/{global}/status"))
+            .map_err(|e| format!("restored pid {global}: {e}"))?;
+        let nspid: Vec<i32> = status
+            .lines()
+            .find_map(|l| l.strip_prefix("NSpid:"))
+            .map(|v| {
+                v.split_whitespace()
+                    .filter_map(|x| x.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if nspid.len() != 2 || nspid[1] != original {
+            return Err(format!(
+                "restored pid {global} has NSpid {nspid:?}, want [{global}, {original}]"
+            ));
+        }
+        let ns = |p: &str| fs::read_link(p).map_err(|e| format!("{p}: {e}"));
+        if ns(&format!("/proc/{global}/ns/pid"))? == ns("/proc/self/ns/pid")? {
+            return Err(format!("restored pid {global} is in our pid namespace"));
+        }
+        let ppid = proc_stat_fields(global)
+            .and_then(|f| f.get(1).and_then(|p| p.parse::<i32>().ok()))
+            .ok_or_else(|| format!("no parent of restored pid {global}"))?;
+        let init_nspid = fs::read_to_string(format!("/proc/{ppid}/status")).unwrap_or_default();
+        if !init_nspid
+            .lines()
+            .any(|l| l.starts_with("NSpid:") && l.split_whitespace().last() == Some("1"))
+        {
+            return Err(format!(
+                "the parent {ppid} of restored pid {global} is not PID 1 of its namespace"
+            ));
+        }
+        self.pids.push(ppid);
+        self.note(format!(
+            "restored as pid {original} in a new pid namespace (here {global}, init {ppid})"
+        ));
+        Ok(ppid)
     }
 
     /// The raw wait status of restored `pid`, recorded by the last reaper.
@@ -579,6 +630,11 @@ impl Case {
             .args(["-d", "--pidfile"])
             .arg(&pidfile)
             .args(["-o", "restore.log", "-v4"])
+            .args(if self.mode == Mode::NewPidns {
+                &["--new-pidns"][..]
+            } else {
+                &[]
+            })
             .args(if self.spec.needs_tty() {
                 &["--shell-job"][..]
             } else {
@@ -914,6 +970,15 @@ fn run_case(case: &mut Case) -> Res<Outcome> {
             let (v, st) = case.finish_restored(restored)?;
             case.check_verdict("restored task", v, st)?;
         }
+        Mode::NewPidns => {
+            let images = case.dump(pid, false)?;
+            case.wait_dumped_gone(pid)?;
+            case.check_images(&images)?;
+            let restored = case.restore(&images)?;
+            let init = case.check_in_new_pidns(pid, restored)?;
+            let (v, st) = case.finish_restored_via(restored, init)?;
+            case.check_verdict("restored task", v, st)?;
+        }
         Mode::Iterations => {
             let mut current = pid;
             for i in 1..=ITERATIONS {
@@ -996,12 +1061,12 @@ macro_rules! scenario_tests {
 }
 
 scenario_tests! {
-    counter: "counter.c" => [plain, leave_running, iterations];
+    counter: "counter.c" => [plain, leave_running, iterations, new_pidns];
     heap_hash: "heap_hash.c" => [plain, leave_running, iterations];
     file_mappings: "file_mappings.c" => [plain, leave_running, iterations];
     shm_anon: "shm_anon.c" => [plain, leave_running, iterations];
     avx_register: "avx_register.c" => [plain, leave_running, iterations];
-    signals: "signals.c" => [plain, leave_running, iterations];
+    signals: "signals.c" => [plain, leave_running, iterations, new_pidns];
     timers: "timers.c" => [plain, leave_running, iterations];
     blocked_nanosleep: "blocked_syscalls.c" ["nanosleep"] => [plain, leave_running, iterations];
     blocked_futex: "blocked_syscalls.c" ["futex"] => [plain, leave_running, iterations];
@@ -1013,10 +1078,10 @@ scenario_tests! {
     // Not leave_running: the original keeps appending to the log after the dump, so a copy
     // restored from that dump cannot find its log as it left it.
     python: "python.py" => [plain, iterations];
-    tree: "tree.c" => [plain, leave_running, iterations];
-    cow: "cow.c" => [plain, leave_running, iterations];
+    tree: "tree.c" => [plain, leave_running, iterations, new_pidns];
+    cow: "cow.c" => [plain, leave_running, iterations, new_pidns];
     shared_tables: "shared_tables.c" => [plain, leave_running, iterations];
-    sessions: "sessions.c" => [plain, leave_running, iterations];
+    sessions: "sessions.c" => [plain, leave_running, iterations, new_pidns];
     open_files: "open_files.c" => [plain, leave_running, iterations];
 }
 
