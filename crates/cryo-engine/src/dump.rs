@@ -18,7 +18,7 @@ use cryo_sys::{procfs, Pid};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::{Duration, Instant};
-use tracing::{info, info_span};
+use tracing::{debug, info, info_span};
 
 /// CRIU's task state for a live task (`TASK_ALIVE`).
 pub const TASK_ALIVE: u32 = 1;
@@ -59,9 +59,37 @@ fn between_phases(phase: &str) -> Result<()> {
 /// A process of the dumped tree, all its threads seized (the leader first).
 struct SeizedProc {
     pid: Pid,
+    /// Every live thread, the leader first; with a dead leader, only the others.
     threads: Vec<Seized>,
     /// A zombie: dead, waiting for its parent; nothing to seize, only its exit status to keep.
     zombie: Option<procfs::Stat>,
+    /// The leader has exited alone (`pthread_exit` in `main`) while other threads run: its
+    /// stat (state 'Z', exit code). It cannot be seized; `threads` holds the live ones.
+    dead_leader: Option<procfs::Stat>,
+}
+
+impl SeizedProc {
+    /// The task whose /proc entries describe the process's address space, fd table and fs:
+    /// the leader, or, with the leader dead, the first live thread (a dead leader has dropped
+    /// its mm, files and fs: its maps, smaps, mem and pagemap are empty, its fd directory is
+    /// empty, its cwd and root links are gone and its status has no umask).
+    fn via(&self) -> Pid {
+        match (&self.dead_leader, self.threads.first()) {
+            (Some(_), Some(t)) => t.pid(),
+            _ => self.pid,
+        }
+    }
+}
+
+/// Whether `pid` is a zombie process: its leader in state 'Z' and no other thread left. A
+/// thread other than the leader is reaped as soon as it exits, while a leader that exits first
+/// stays, a zombie thread, until the last one has gone: another entry in /proc/PID/task is a
+/// live thread, and the process lives on with its leader dead.
+fn is_zombie(pid: Pid) -> Result<bool> {
+    if procfs::read_stat(pid)?.state != 'Z' {
+        return Ok(false);
+    }
+    Ok(procfs::read_threads(pid)?.iter().all(|t| *t == pid))
 }
 
 /// CRIU's task state for a zombie (`TASK_DEAD`).
@@ -155,18 +183,26 @@ fn seize_tree(root: Pid, timeout: Duration, tree: &mut Vec<SeizedProc>) -> Resul
             )));
         }
         let stat = procfs::read_stat(pid)?;
+        let mut dead_leader = None;
         if stat.state == 'Z' {
-            tree.push(SeizedProc {
-                pid,
-                threads: Vec::new(),
-                zombie: Some(stat),
-            });
-            continue;
+            if is_zombie(pid)? {
+                tree.push(SeizedProc {
+                    pid,
+                    threads: Vec::new(),
+                    zombie: Some(stat),
+                    dead_leader: None,
+                });
+                continue;
+            }
+            info!("pid {pid}: the leader has exited, other threads run");
+            dead_leader = Some(stat);
         }
+        let leader_dead = dead_leader.is_some();
         let mut proc = SeizedProc {
             pid,
             threads: Vec::new(),
             zombie: None,
+            dead_leader,
         };
         // Threads may be created while we seize: read the list until it stops changing.
         let result = (|| -> Result<()> {
@@ -174,18 +210,38 @@ fn seize_tree(root: Pid, timeout: Duration, tree: &mut Vec<SeizedProc>) -> Resul
                 let tids = procfs::read_threads(pid)?;
                 let new: Vec<Pid> = tids
                     .into_iter()
+                    .filter(|t| !(leader_dead && *t == pid))
                     .filter(|t| !proc.threads.iter().any(|s| s.pid() == *t))
                     .collect();
                 if new.is_empty() {
+                    if proc.threads.is_empty() {
+                        // Every other thread went while we looked: a zombie now, which would
+                        // have to be dumped with its parent, as one.
+                        return Err(Error::Unsupported(format!(
+                            "a process whose last threads exit while it is seized (pid {pid})"
+                        )));
+                    }
                     return Ok(());
                 }
-                // The leader first, so its VMA snapshot precedes any scratch mapping.
+                // The leader first (or with the leader dead, the first live thread), so its
+                // VMA snapshot precedes any scratch mapping; it is read once, for all.
                 let mut new = new;
                 new.sort_by_key(|t| (*t != pid, t.0));
                 for tid in new {
                     let t = match proc.threads.first() {
-                        Some(l) if l.pid() == pid => Seized::seize_thread(tid, timeout, &l.maps)?,
-                        _ => Seized::seize(tid, timeout)?,
+                        Some(l) => match Seized::seize_thread(tid, timeout, &l.maps) {
+                            Ok(t) => t,
+                            // A thread that ended while it was being seized is no part of
+                            // the process any more (threads come and go until all are held).
+                            Err(Error::Task { source, .. })
+                                if source.raw_os_error() == Some(libc::ESRCH) =>
+                            {
+                                debug!("thread {tid} of {pid} ended while being seized");
+                                continue;
+                            }
+                            Err(e) => return Err(e),
+                        },
+                        None => Seized::seize(tid, timeout)?,
                     };
                     proc.threads.push(t);
                 }
@@ -232,7 +288,7 @@ fn check_root(pid: Pid) -> Result<()> {
         });
     }
     let status = procfs::read_status(pid)?;
-    if procfs::read_stat(pid)?.state == 'Z' {
+    if is_zombie(pid)? {
         return Err(Error::Unsupported(format!(
             "dumping a zombie (pid {pid} has exited and waits for its parent)"
         )));
@@ -346,7 +402,7 @@ fn seize_frozen(
 fn cgroup_roots(cg: &crate::cgroup::Cgroup, seized: &[Pid]) -> Result<Vec<Pid>> {
     let mut procs = cg.processes()?;
     procs.retain(|p| {
-        let zombie = procfs::read_stat(*p).map_or(true, |s| s.state == 'Z');
+        let zombie = is_zombie(*p).unwrap_or(true);
         if zombie && !seized.contains(p) {
             tracing::warn!("pid {p} of the cgroup is a zombie or gone: left out");
         }
@@ -444,7 +500,11 @@ fn release_tree(tree: Vec<SeizedProc>, how: Release) -> Result<()> {
     let mut first_err = None;
     for proc in tree.into_iter().rev() {
         let mut threads = proc.threads;
-        let leader = if threads.first().map(|t| t.pid()) == Some(proc.pid) {
+        // With the leader dead, the first live thread stands in for it: it owns the scratch
+        // area the others borrowed (so it is released last), and it takes the SIGSTOP.
+        let leader = if threads.first().map(|t| t.pid()) == Some(proc.pid)
+            || (proc.dead_leader.is_some() && !threads.is_empty())
+        {
             Some(threads.remove(0))
         } else {
             None
@@ -537,6 +597,55 @@ fn dump_thread(pid: Pid, t: &mut Seized) -> Result<ThreadDump> {
     })
 }
 
+/// What is left of a leader that has exited while other threads run.
+struct DeadLeader {
+    /// Its wait status (`exit_code` of /proc/PID/stat: the code of its `exit`, shifted).
+    exit_code: u32,
+    /// Its blocked signals (/proc/PID/status SigBlk).
+    sigmask: u64,
+    /// What /proc still shows of it: credentials, name, scheduling.
+    core: pb::ThreadCoreEntry,
+}
+
+/// The dead leader `pid` of a live process, from /proc alone (it cannot be seized, so no
+/// ptrace and no remote syscalls): credentials, name, scheduling and mask as it died with
+/// them. Its altstack, robust list, TID address and rseq area are gone with it; securebits
+/// need a remote prctl and are left to the caller.
+fn dump_dead_leader(pid: Pid, stat: &procfs::Stat) -> Result<DeadLeader> {
+    let path = format!("/proc/{pid}/task/{pid}/status");
+    let text = procfs::read_text(&path)?;
+    let status = procfs::parse_status(&text, &path)?;
+    let sigmask = text
+        .lines()
+        .find_map(|l| l.strip_prefix("SigBlk:"))
+        .map(|v| u64::from_str_radix(v.trim(), 16))
+        .transpose()
+        .map_err(|_| Error::BadImage {
+            image: path.clone(),
+            what: "bad SigBlk line".into(),
+        })?
+        .unwrap_or(0);
+    let comm = procfs::read_text(&format!("/proc/{pid}/task/{pid}/comm"))?
+        .trim_end_matches('\n')
+        .to_string();
+    // The scheduler still answers for a zombie thread; if not, the restored one keeps the
+    // default, which no one can see on a dead thread but in /proc.
+    let sched = task_attrs::dump_sched(pid).ok();
+    Ok(DeadLeader {
+        exit_code: stat.exit_code as u32,
+        sigmask,
+        core: pb::ThreadCoreEntry {
+            sched_nice: sched.map(|s| s.2),
+            sched_policy: sched.map(|s| s.0),
+            sched_prio: sched.map(|s| s.1),
+            blk_sigset: Some(sigmask),
+            creds: Some(creds::dump_creds(&status, 0)),
+            comm: Some(comm),
+            ..Default::default()
+        },
+    })
+}
+
 /// Everything done while the tree is stopped. Returns (memory dump time, pages written,
 /// shared memory pages written).
 fn dump_tree(tree: &mut [SeizedProc], opts: &DumpOptions) -> Result<(Duration, u64, u64)> {
@@ -555,7 +664,13 @@ fn dump_tree(tree: &mut [SeizedProc], opts: &DumpOptions) -> Result<(Duration, u
         .filter(|p| p.zombie.is_none())
         .map(|p| p.pid)
         .collect();
-    let tree_ids = crate::kobj_ids::assign_ids(&live)?;
+    // A dead leader holds none of the objects compared: ask a live thread.
+    let live_via: Vec<Pid> = tree
+        .iter()
+        .filter(|p| p.zombie.is_none())
+        .map(SeizedProc::via)
+        .collect();
+    let tree_ids = crate::kobj_ids::assign_ids(&live_via)?;
     info!(
         "shared kernel objects: {} kcmp calls for {} processes",
         tree_ids.kcmp_calls,
@@ -601,8 +716,11 @@ fn dump_tree(tree: &mut [SeizedProc], opts: &DumpOptions) -> Result<(Duration, u
             });
             continue;
         }
+        // The leader's /proc for its own (comm, process group, session, parent), `via` for
+        // what a dead leader has dropped (see `SeizedProc::via`).
+        let via = proc.via();
         let stat = procfs::read_stat(pid)?;
-        let status = procfs::read_status(pid)?;
+        let status = procfs::read_status(via)?;
         // A session whose leader is gone is re-made at restore (W33); one led by a process
         // outside the tree can only be the caller's (a shell job).
         if !in_tree.contains(&stat.session)
@@ -615,21 +733,31 @@ fn dump_tree(tree: &mut [SeizedProc], opts: &DumpOptions) -> Result<(Duration, u
                 stat.session
             )));
         }
-        let personality = task_attrs::dump_personality(pid)?;
+        let personality = task_attrs::dump_personality(via)?;
         let comm = procfs::read_text(&format!("/proc/{pid}/comm"))?
             .trim_end_matches('\n')
             .to_string();
-        let oom_score_adj = procfs::read_text(&format!("/proc/{pid}/oom_score_adj"))?
+        let oom_score_adj = procfs::read_text(&format!("/proc/{via}/oom_score_adj"))?
             .trim()
             .parse::<i32>()
             .ok();
-        let shared_pending = signals::dump_pending(pid, true)?;
+        // Through ptrace: a traced thread's view of the shared queue.
+        let shared_pending = signals::dump_pending(via, true)?;
+        let dead_leader = match &proc.dead_leader {
+            Some(st) => Some(dump_dead_leader(pid, st)?),
+            None => None,
+        };
+        // The leader, or with the leader dead the first live thread: it runs the remote
+        // syscalls for the process and holds the scratch area the other threads borrow.
         let leader = proc
             .threads
             .first_mut()
             .ok_or_else(|| Error::Unsupported(format!("a process without threads (pid {pid})")))?;
         let maps = leader.maps.clone();
-        let leader_sigmask = leader.sigmask;
+        let leader_sigmask = match &dead_leader {
+            Some(d) => d.sigmask,
+            None => leader.sigmask,
+        };
         let stop_signo = leader.stop_signo;
         let inj = leader.injector()?;
         between_phases("injector")?;
@@ -650,8 +778,8 @@ fn dump_tree(tree: &mut [SeizedProc], opts: &DumpOptions) -> Result<(Duration, u
         )? != 0;
         let scratch = inj.scratch();
         let mut threads = Vec::new();
-        for t in proc.threads.iter_mut() {
-            if t.pid() != pid {
+        for (i, t) in proc.threads.iter_mut().enumerate() {
+            if i > 0 {
                 t.borrow_scratch(scratch);
             }
             threads.push((t.pid(), dump_thread(pid, t)?));
@@ -665,17 +793,17 @@ fn dump_tree(tree: &mut [SeizedProc], opts: &DumpOptions) -> Result<(Duration, u
         })?;
         // A shared fd table is dumped once, with the first process that has it.
         let fdinfos = if fd_tables_done.insert(ids.files_id) {
-            Some(files::dump_fds(pid, &mut files, opts.shell_job)?)
+            Some(files::dump_fds(via, &mut files, opts.shell_job)?)
         } else {
             None
         };
-        let fs = task_attrs::dump_fs(pid, &mut files, status.umask)?;
+        let fs = task_attrs::dump_fs(via, &mut files, status.umask)?;
         between_phases("files")?;
 
         let mem_t0 = Instant::now();
         let inj = proc.threads.first_mut().map(|l| l.injector()).transpose()?;
         let mut memdump = memory::dump_memory(
-            pid,
+            via,
             &maps,
             inj,
             dir,
@@ -684,20 +812,34 @@ fn dump_tree(tree: &mut [SeizedProc], opts: &DumpOptions) -> Result<(Duration, u
             &mut pages_id,
             &mut shmem,
         )?;
+        if via != pid {
+            // The pagemap is named after the task it was read through; the process's is
+            // pagemap-PID.img (a TID is no other process's PID, so nothing is overwritten).
+            let from = cryo_image::image_path(dir, ImageKind::Pagemap, Some(via.0 as u64))?;
+            let to = cryo_image::image_path(dir, ImageKind::Pagemap, Some(pid.0 as u64))?;
+            std::fs::rename(&from, &to).map_err(|source| Error::Path {
+                what: format!("rename to {}", to.display()),
+                path: from.display().to_string(),
+                source,
+            })?;
+        }
         memdump.mm.dumpable = Some(dumpable);
         memdump.mm.thp_disabled = Some(thp_disabled);
         mem_time += mem_t0.elapsed();
         total_pages += memdump.pages;
         between_phases("memory")?;
 
+        // A dead leader's core says TASK_DEAD, as a zombie's, with everything of the live
+        // process besides; the other threads in pstree.img tell it from a zombie. A group
+        // stop is kept in stop_signo alone.
         let tc = pb::TaskCoreEntry {
-            task_state: if stop_signo.is_some() {
-                TASK_STOPPED
-            } else {
-                TASK_ALIVE
+            task_state: match (&dead_leader, stop_signo) {
+                (Some(_), _) => TASK_DEAD,
+                (None, Some(_)) => TASK_STOPPED,
+                (None, None) => TASK_ALIVE,
             },
             stop_signo: stop_signo.map(|s| s as u32),
-            exit_code: 0,
+            exit_code: dead_leader.as_ref().map_or(0, |d| d.exit_code),
             personality,
             flags: 0,
             blk_sigset: leader_sigmask,
@@ -711,6 +853,27 @@ fn dump_tree(tree: &mut [SeizedProc], opts: &DumpOptions) -> Result<(Duration, u
             ..Default::default()
         };
         let mut tc = Some(tc);
+        if let Some(mut d) = dead_leader {
+            // Securebits only a remote prctl reads: the live threads' (one credential
+            // change made them all, as a rule).
+            let secbits = threads
+                .first()
+                .and_then(|(_, t)| t.core.creds.as_ref())
+                .map_or(0, |c| c.secbits);
+            if let Some(c) = d.core.creds.as_mut() {
+                c.secbits = secbits;
+            }
+            // No registers: the leader has none to resume from, it only exits at restore.
+            let core = pb::CoreEntry {
+                mtype: pb::core_entry::March::X8664 as i32,
+                thread_info: None,
+                tc: tc.take(),
+                ids: Some(ids),
+                thread_core: Some(d.core),
+                ..Default::default()
+            };
+            cryo_image::write_single(dir, ImageKind::Core, Some(pid.0 as u64), &core)?;
+        }
         for (tid, t) in threads {
             let is_leader = tid == pid;
             let core = pb::CoreEntry {
@@ -741,7 +904,14 @@ fn dump_tree(tree: &mut [SeizedProc], opts: &DumpOptions) -> Result<(Duration, u
             ppid: if n == 0 { 0 } else { stat.ppid as u32 },
             pgid: stat.pgrp as u32,
             sid: stat.session as u32,
-            threads: proc.threads.iter().map(|t| t.pid().0 as u32).collect(),
+            // The leader first, dead or not.
+            threads: proc
+                .dead_leader
+                .iter()
+                .map(|_| pid)
+                .chain(proc.threads.iter().map(|t| t.pid()))
+                .map(|t| t.0 as u32)
+                .collect(),
         });
         if n == 0 {
             root_ids = Some(ids);

@@ -809,10 +809,172 @@ pub fn inherited_vmas(mm: &pb::MmEntry, parent: Option<&pb::MmEntry>) -> Vec<(u6
         .collect()
 }
 
+/// What a forked puppet inherited from its creator: the VMA ranges it keeps
+/// ([`inherited_vmas`]) and what they hold, which is the creator's restored memory, i.e. its
+/// pagemap and pages image.
+pub struct Inherited<'a> {
+    /// VMA ranges kept.
+    pub ranges: Vec<(u64, u64)>,
+    /// The creator's pagemap.
+    pub pagemap: &'a [pb::PagemapEntry],
+    /// The creator's pages image mapped in cryo (None: compare with the live memory instead).
+    pub pages: Option<MappedFile>,
+}
+
+impl Inherited<'_> {
+    /// Nothing inherited (the root, or a process whose parent shares none of its VMAs).
+    pub fn none() -> Inherited<'static> {
+        Inherited {
+            ranges: Vec::new(),
+            pagemap: &[],
+            pages: None,
+        }
+    }
+}
+
+/// Runs `(addr, len, file offset)` of `pagemap` clipped to `[start, end)`, in address order.
+fn runs_in(pagemap: &[pb::PagemapEntry], start: u64, end: u64) -> Vec<(u64, u64, u64)> {
+    let mut out = Vec::new();
+    let mut off = 0u64;
+    for pe in pagemap {
+        let len = pe_len(pe);
+        let (s, e) = (pe.vaddr.max(start), (pe.vaddr + len).min(end));
+        if s < e {
+            out.push((s, e - s, off + (s - pe.vaddr)));
+        }
+        off += len;
+    }
+    out.sort_unstable();
+    out
+}
+
+/// Add `[a, a + len)` to `ranges`, merging with the last one when adjacent.
+fn push_range(ranges: &mut Vec<(u64, u64)>, a: u64, len: u64) {
+    match ranges.last_mut() {
+        Some((s, l)) if *s + *l == a => *l += len,
+        _ => ranges.push((a, len)),
+    }
+}
+
+/// The fast way to bring an inherited VMA to its dumped contents: the creator's pages (from
+/// its image, which is what the VMA holds) are compared with this process's in cryo's memory,
+/// without touching the task. Pages that differ, and the creator's pages this process does not
+/// have, are zapped with MADV_DONTNEED; the differing ones are then filled with UFFDIO_COPY.
+/// Equal pages stay shared with the creator.
+#[allow(clippy::too_many_arguments)]
+fn fill_inherited_from_images(
+    inj: &Injector,
+    uffd: &Userfaultfd,
+    map: &MappedFile,
+    image: &str,
+    parent_map: &MappedFile,
+    parent_runs: &[(u64, u64, u64)],
+    vma: &pb::VmaEntry,
+    runs: &[(u64, u64, u64)],
+) -> Result<()> {
+    let pid = inj.pid();
+    let (mine, theirs) = (map.bytes(), parent_map.bytes());
+    let page = PAGE_SIZE;
+    for &(_, l, off) in runs {
+        if off.saturating_add(l) > mine.len() as u64 {
+            return Err(Error::BadImage {
+                image: image.to_string(),
+                what: format!(
+                    "ends at offset {}, before the pages its pagemap lists",
+                    mine.len()
+                ),
+            });
+        }
+    }
+    if parent_runs
+        .iter()
+        .any(|&(_, l, off)| off.saturating_add(l) > theirs.len() as u64)
+    {
+        return Err(Error::Unsupported(
+            "a short pages image of the parent".into(),
+        ));
+    }
+    // The creator's page at `addr`, if it has one (the runs are sorted; `at` only advances).
+    let mut at = 0usize;
+    let mut parent_page = |addr: u64| -> Option<&[u8]> {
+        while at < parent_runs.len() && parent_runs[at].0 + parent_runs[at].1 <= addr {
+            at += 1;
+        }
+        let &(a, l, off) = parent_runs.get(at)?;
+        (a <= addr && addr < a + l).then(|| {
+            let o = (off + addr - a) as usize;
+            &theirs[o..o + page as usize]
+        })
+    };
+    let mut zap = Vec::new();
+    let mut copy: Vec<(u64, u64, u64)> = Vec::new();
+    for &(a, l, off) in runs {
+        let mut p = 0;
+        while p < l {
+            let want = &mine[(off + p) as usize..(off + p + page) as usize];
+            let same = match parent_page(a + p) {
+                Some(have) => have == want,
+                // Not there in the creator: reads as zeros.
+                None => want.iter().all(|&b| b == 0),
+            };
+            if !same {
+                push_range(&mut zap, a + p, page);
+                match copy.last_mut() {
+                    Some((s, cl, co)) if *s + *cl == a + p && *co + *cl == off + p => *cl += page,
+                    _ => copy.push((a + p, page, off + p)),
+                }
+            }
+            p += page;
+        }
+    }
+    // The creator's pages this process does not have at all.
+    let mut ci = 0usize;
+    for &(a, l, _) in parent_runs {
+        let mut p = a;
+        while p < a + l {
+            while ci < runs.len() && runs[ci].0 + runs[ci].1 <= p {
+                ci += 1;
+            }
+            let covered = runs.get(ci).is_some_and(|r| r.0 <= p && p < r.0 + r.1);
+            if !covered {
+                push_range(&mut zap, p, page);
+            }
+            p += page;
+        }
+    }
+    zap.sort_unstable();
+    let mut merged: Vec<(u64, u64)> = Vec::with_capacity(zap.len());
+    for (a, l) in zap {
+        push_range(&mut merged, a, l);
+    }
+    for &(a, l) in &merged {
+        inj.syscall(
+            "drop inherited pages",
+            libc::SYS_madvise,
+            &[a, l, libc::MADV_DONTNEED as u64],
+        )?;
+    }
+    if copy.is_empty() {
+        return Ok(());
+    }
+    let len = vma.end - vma.start;
+    uffd.register(vma.start, len)
+        .task_ctx("register memory with userfaultfd", pid)?;
+    let res = copy
+        .iter()
+        .try_for_each(|&(a, l, off)| uffd.copy(a, &mine[off as usize..(off + l) as usize]));
+    let unreg = uffd
+        .unregister(vma.start, len)
+        .task_ctx("unregister memory from userfaultfd", pid);
+    res.task_ctx("copy pages (UFFDIO_COPY)", pid)?;
+    unreg
+}
+
 /// Bring an inherited private anonymous VMA to its dumped contents while keeping every page
 /// that is already right shared with the parent: pages of `runs` that differ are written
 /// through /proc/PID/mem (which breaks the sharing of that page only), and what the image
-/// does not list is zapped back to zero pages with MADV_DONTNEED.
+/// does not list is zapped back to zero pages with MADV_DONTNEED. The slow way, for when the
+/// images cannot be mapped or userfaultfd is not there.
 fn fill_inherited(
     inj: &Injector,
     mem: &File,
@@ -824,7 +986,8 @@ fn fill_inherited(
     let pid = inj.pid();
     let bytes = map.bytes();
     let page = PAGE_SIZE as usize;
-    let mut buf = vec![0u8; CHUNK_BYTES];
+    let longest = runs.iter().map(|r| r.1).max().unwrap_or(0);
+    let mut buf = vec![0u8; (longest as usize).min(CHUNK_BYTES)];
     let mut at = vma.start;
     let zap = |from: u64, to: u64| -> Result<()> {
         if from < to {
@@ -877,7 +1040,7 @@ fn fill_inherited(
 
 /// Map and fill every VMA of `mm` in the puppet: pages come from `pages`; shared anonymous
 /// memory is mapped from the objects cryo made (`shared`), filled already. The ranges of
-/// `inherited` (see [`inherited_vmas`]) are mapped already, with the parent's contents.
+/// `inherited` are mapped already, with the creator's contents.
 #[allow(clippy::too_many_arguments)]
 pub fn restore_vmas(
     inj: &Injector,
@@ -886,11 +1049,12 @@ pub fn restore_vmas(
     pages: &PagesSource,
     shared: &SharedAnon,
     files: &RegFiles,
-    inherited: &[(u64, u64)],
+    inherited: &Inherited,
     scratch_off: u64,
 ) -> Result<()> {
-    // Inherited memory is brought up to date through /proc/PID/mem, read and written by cryo.
-    let mem = match (inherited.is_empty(), &pages.map) {
+    // Without the images to compare, inherited memory is compared and written through
+    // /proc/PID/mem by cryo.
+    let mem = match (inherited.ranges.is_empty(), &pages.map) {
         (false, Some(_)) => Some(
             std::fs::OpenOptions::new()
                 .read(true)
@@ -933,9 +1097,43 @@ pub fn restore_vmas(
                 })
                 .collect()
         };
-        if inherited.contains(&(vma.start, vma.end)) {
+        if inherited.ranges.contains(&(vma.start, vma.end)) {
             if let (Some(mem), Some(map)) = (&mem, &pages.map) {
-                fill_inherited(inj, mem, map, &pages.image, vma, &runs)?;
+                let fast = match (&pages.uffd, &inherited.pages) {
+                    (Some(uffd), Some(pmap)) => {
+                        // Writable while pages are copied in; the final protection follows.
+                        inj.syscall(
+                            "protect a VMA",
+                            libc::SYS_mprotect,
+                            &[vma.start, len, u64::from(fill_prot_of(vma))],
+                        )?;
+                        let parent_runs = runs_in(inherited.pagemap, vma.start, vma.end);
+                        match fill_inherited_from_images(
+                            inj,
+                            uffd,
+                            map,
+                            &pages.image,
+                            pmap,
+                            &parent_runs,
+                            vma,
+                            &runs,
+                        ) {
+                            Ok(()) => true,
+                            Err(e @ Error::BadImage { .. }) => return Err(e),
+                            Err(e) => {
+                                debug!(
+                                    "inherited VMA {:#x}: {e}; comparing live memory",
+                                    vma.start
+                                );
+                                false
+                            }
+                        }
+                    }
+                    _ => false,
+                };
+                if !fast {
+                    fill_inherited(inj, mem, map, &pages.image, vma, &runs)?;
+                }
                 inj.syscall(
                     "protect a VMA",
                     libc::SYS_mprotect,
@@ -1061,6 +1259,11 @@ pub fn restore_vmas(
         apply_madvise(inj, vma)?;
     }
     Ok(())
+}
+
+/// The protection a VMA is filled with: its own, plus read and write.
+fn fill_prot_of(vma: &pb::VmaEntry) -> u32 {
+    vma.prot | (libc::PROT_READ | libc::PROT_WRITE) as u32
 }
 
 /// The madvise flags the VMA had.

@@ -108,11 +108,13 @@ fn read_images(dir: &Path) -> Result<Vec<TaskImages>> {
             }
             cores.push((Pid(tid as i32), core));
         }
+        // TASK_DEAD with other threads is no zombie: the leader exited alone and the process
+        // lives on (see `exit_leader`).
         if let Some(tc) = cores[0]
             .1
             .tc
             .as_ref()
-            .filter(|tc| tc.task_state == crate::dump::TASK_DEAD)
+            .filter(|tc| tc.task_state == crate::dump::TASK_DEAD && cores.len() == 1)
         {
             out.push(TaskImages {
                 zombie: Some(tc.exit_code),
@@ -286,11 +288,21 @@ struct Puppet {
     stop_signo: Option<i32>,
     /// A restore helper that has ended and was reaped: its PID is not ours any more.
     gone: bool,
+    /// The leader has exited, as dumped, and is no longer traced: only the threads are
+    /// released.
+    leader_exited: bool,
 }
 
 fn kill_puppets(puppets: &[Puppet]) {
     for p in puppets.iter().rev().filter(|p| !p.gone) {
         let _ = cryo_sys::task::kill(p.pid, libc::SIGKILL);
+    }
+    // Threads cryo traces report their end to cryo, and a process is not done until its
+    // threads are reaped: reap them first, or the wait for the root never ends.
+    for p in puppets.iter().filter(|p| !p.gone) {
+        for &t in &p.threads {
+            let _ = cryo_sys::task::wait_pid(t);
+        }
     }
     // The root is cryo's child; the others are reaped by their parents or, once those are
     // gone, by whoever reaps orphans.
@@ -303,7 +315,9 @@ fn release_puppet(p: &Puppet, cpus: &[usize]) -> Result<()> {
     if p.zombie || p.gone {
         return Ok(());
     }
-    for &tid in p.threads.iter().chain(std::iter::once(&p.pid)) {
+    // An exited leader is no longer ours (`exit_leader` did its part).
+    let leader = (!p.leader_exited).then_some(p.pid);
+    for &tid in p.threads.iter().chain(leader.iter()) {
         if !cpus.is_empty() {
             cryo_sys::task::set_affinity(tid, cpus).task_ctx("set CPU affinity", tid)?;
         }
@@ -313,7 +327,7 @@ fn release_puppet(p: &Puppet, cpus: &[usize]) -> Result<()> {
         // before any of them runs a user instruction.
         cryo_sys::task::kill(p.pid, sig).task_ctx("stop again", p.pid)?;
     }
-    for &tid in p.threads.iter().chain(std::iter::once(&p.pid)) {
+    for &tid in p.threads.iter().chain(leader.iter()) {
         crate::control::release_into_syscall(tid)?;
     }
     Ok(())
@@ -356,6 +370,7 @@ fn adopt(pid: Pid, tramp: &Trampoline) -> Result<Puppet> {
         zombie: false,
         stop_signo: None,
         gone: false,
+        leader_exited: false,
     })
 }
 
@@ -603,7 +618,7 @@ impl<'a, 'e> TreeBuilder<'a, 'e> {
         &mut self,
         i: usize,
         creator: Option<usize>,
-        inherit: Option<&'a pb::MmEntry>,
+        inherit: Option<&'a TaskImages>,
     ) -> Result<()> {
         let imgs = self.imgs;
         let img = &imgs[i];
@@ -643,7 +658,7 @@ impl<'a, 'e> TreeBuilder<'a, 'e> {
             // descendants that did, were forked before it left: they come first.
             for &c in &kids {
                 if self.subtree_has_sid(c, born_in) {
-                    self.create(c, Some(k), Some(&img.mm))?;
+                    self.create(c, Some(k), Some(img))?;
                 } else {
                     later.push(c);
                 }
@@ -673,13 +688,13 @@ impl<'a, 'e> TreeBuilder<'a, 'e> {
         for c in later {
             let cs = imgs[c].pstree.sid;
             if cs == imgs[c].pstree.pid || cs == self.sid[k] {
-                self.create(c, Some(k), Some(&img.mm))?;
+                self.create(c, Some(k), Some(img))?;
             } else {
                 orphaned.entry(cs).or_default().push(c);
             }
         }
         for (sess, members) in orphaned {
-            self.recreate_session(k, &img.mm, sess, &members)?;
+            self.recreate_session(k, img, sess, &members)?;
         }
         Ok(())
     }
@@ -688,7 +703,7 @@ impl<'a, 'e> TreeBuilder<'a, 'e> {
     fn recreate_session(
         &mut self,
         k: usize,
-        mm: &'a pb::MmEntry,
+        parent: &'a TaskImages,
         sess: u32,
         members: &[usize],
     ) -> Result<()> {
@@ -712,7 +727,7 @@ impl<'a, 'e> TreeBuilder<'a, 'e> {
         self.pgid[h] = sess;
         self.groups.insert(sess, sess);
         for &c in members {
-            self.create(c, Some(h), Some(mm))?;
+            self.create(c, Some(h), Some(parent))?;
         }
         self.end_helper(h, k)?;
         // The helper's group lives on only if a member is in it.
@@ -885,7 +900,7 @@ struct PuppetEnv<'a> {
 fn restore_memory(
     pup: &Puppet,
     img: &TaskImages,
-    parent: Option<&pb::MmEntry>,
+    parent: Option<&TaskImages>,
     env: &PuppetEnv,
     shm: &memory::SharedAnon,
 ) -> Result<()> {
@@ -907,7 +922,14 @@ fn restore_memory(
     };
     let vdso = memory::restore_vdso(inj, &img.mm.vmas, temp_vdso)
         .map_err(|e| ctx("vdso", &format!("mm-{pid}.img"), e))?;
-    let inherited = memory::inherited_vmas(&img.mm, parent);
+    let inherited = match parent {
+        Some(p) => memory::Inherited {
+            ranges: memory::inherited_vmas(&img.mm, Some(&p.mm)),
+            pagemap: &p.pagemap,
+            pages: map_pages(dir, p.pages_id),
+        },
+        None => memory::Inherited::none(),
+    };
     let mut keep = vec![(tramp.start(), tramp.start() + tramp.len())];
     for v in
         img.mm.vmas.iter().filter(|v| {
@@ -916,7 +938,7 @@ fn restore_memory(
     {
         keep.push((v.start, v.end));
     }
-    keep.extend_from_slice(&inherited);
+    keep.extend_from_slice(&inherited.ranges);
     keep.sort_unstable();
     let open_image = |inj: &Injector, kind: ImageKind, id: u64| -> Result<u64> {
         let path = cryo_image::image_path(dir, kind, Some(id))?;
@@ -1016,8 +1038,13 @@ fn drive_puppet(pup: &mut Puppet, img: &TaskImages, env: &PuppetEnv, fill_fds: b
         .tc
         .clone()
         .ok_or_else(|| bad(&core_img, "no task core"))?;
+    // Only called for live processes: TASK_DEAD says the leader had exited (other threads
+    // in the image), and a group stop is then in stop_signo alone.
+    let leader_exits = tc.task_state == crate::dump::TASK_DEAD;
     if tc.task_state == crate::dump::TASK_STOPPED {
         pup.stop_signo = Some(tc.stop_signo.map_or(libc::SIGSTOP, |s| s as i32));
+    } else if leader_exits {
+        pup.stop_signo = tc.stop_signo.map(|s| s as i32);
     }
     // Zombie children made SIGCHLDs pending here; SIG_IGN discards them (the dumped queue,
     // with its own SIGCHLD, is put back later).
@@ -1108,12 +1135,25 @@ fn drive_puppet(pup: &mut Puppet, img: &TaskImages, env: &PuppetEnv, fill_fds: b
         }
     }
     // Every other thread stops at the exit of a last harmless syscall, as its dumped self.
-    for (t, (tid, core)) in thread_injs.iter().zip(img.cores.iter().skip(1)) {
+    // With the leader dead the first of them is left for the end.
+    let mut last = thread_injs.iter().zip(img.cores.iter().skip(1));
+    let first = if leader_exits { last.next() } else { None };
+    for (t, (tid, core)) in last {
         t.inj
             .task()
             .syscall_to_exit_stop(libc::SYS_getpid, &[])
             .task_ctx("last syscall", *tid)?;
         set_final_state(*tid, core, &t.template_xstate, &format!("core-{tid}.img"))?;
+    }
+    if leader_exits {
+        // The leader exits through the trampoline; then a thread that lives on unmaps it.
+        let (t, (tid, core)) = first.ok_or_else(|| bad(&core_img, "a dead leader alone"))?;
+        exit_leader(pup, tc.exit_code, env.cpus)?;
+        t.inj
+            .task()
+            .syscall_to_exit_stop(libc::SYS_munmap, &[tramp.start(), tramp.len()])
+            .task_ctx("unmap the trampoline", *tid)?;
+        return set_final_state(*tid, core, &t.template_xstate, &format!("core-{tid}.img"));
     }
 
     // The end: the trampoline unmaps itself; at that syscall's exit the task becomes the dumped
@@ -1140,10 +1180,16 @@ fn restore_thread(inj: &Injector, core: &pb::CoreEntry, image: &str) -> Result<(
         .thread_core
         .clone()
         .ok_or_else(|| bad(image, "no thread core"))?;
-    let ti = core
-        .thread_info
-        .clone()
-        .ok_or_else(|| bad(image, "no x86 thread info"))?;
+    // A leader that had exited has no registers (see `exit_leader`), nor a TID address.
+    let exited = core
+        .tc
+        .as_ref()
+        .is_some_and(|tc| tc.task_state == crate::dump::TASK_DEAD);
+    let clear_tid_addr = match &core.thread_info {
+        Some(ti) => ti.clear_tid_addr,
+        None if exited => 0,
+        None => return Err(bad(image, "no x86 thread info")),
+    };
     let no_sas = pb::ThreadSasEntry {
         ss_sp: 0,
         ss_size: 0,
@@ -1151,8 +1197,47 @@ fn restore_thread(inj: &Injector, core: &pb::CoreEntry, image: &str) -> Result<(
     };
     signals::restore_sigaltstack(inj, th.sas.as_ref().unwrap_or(&no_sas))
         .map_err(|e| ctx("sigaltstack", e))?;
-    task_attrs::restore_thread_attrs(inj, &th, ti.clear_tid_addr)
+    task_attrs::restore_thread_attrs(inj, &th, clear_tid_addr)
         .map_err(|e| ctx("thread attributes", e))
+}
+
+/// End the leader of a process dumped with its leader dead (`pthread_exit` in `main`): it
+/// `exit`s, this thread alone, with its dumped code, at the trampoline's `syscall` instruction
+/// once cryo has detached from it (a traced zombie leader would stay cryo's, and the end of
+/// the process would be reported to cryo instead of its parent, until cryo exits). Every
+/// signal stays blocked so it takes none on the way. The other threads are held stopped
+/// meanwhile: no code of the process runs while its leader lives. Returns once the leader is
+/// a zombie thread, out of the trampoline for good.
+fn exit_leader(pup: &mut Puppet, exit_code: u32, cpus: &[usize]) -> Result<()> {
+    let pid = pup.pid;
+    if !cpus.is_empty() {
+        cryo_sys::task::set_affinity(pid, cpus).task_ctx("set CPU affinity", pid)?;
+    }
+    // At the exit stop of its last injected syscall.
+    let mut regs = ptrace::get_regs(pid).task_ctx("read registers", pid)?;
+    regs.rip = pup.inj.task().syscall_ip().0;
+    regs.rax = libc::SYS_exit as u64;
+    regs.rdi = u64::from((exit_code >> 8) & 0xff);
+    regs.orig_rax = u64::MAX;
+    ptrace::set_regs(pid, &regs).task_ctx("set registers for exit", pid)?;
+    ptrace::set_sigmask(pid, u64::MAX).task_ctx("block signals", pid)?;
+    ptrace::detach(pid, 0).task_ctx("release to exit", pid)?;
+    pup.leader_exited = true;
+    let path = format!("/proc/{pid}/task/{pid}/stat");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if procfs::parse_stat(&procfs::read_text(&path)?, &path)?.state == 'Z' {
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(Error::Task {
+                what: "exit the leader".into(),
+                pid,
+                source: std::io::Error::from_raw_os_error(libc::ETIMEDOUT),
+            });
+        }
+        std::thread::sleep(std::time::Duration::from_micros(200));
+    }
 }
 
 /// At a thread's last syscall-exit stop: its dumped registers, XSAVE state and signal mask.

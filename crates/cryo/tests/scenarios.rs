@@ -1083,6 +1083,7 @@ scenario_tests! {
     shared_tables: "shared_tables.c" => [plain, leave_running, iterations];
     sessions: "sessions.c" => [plain, leave_running, iterations, new_pidns];
     open_files: "open_files.c" => [plain, leave_running, iterations];
+    dead_leader: "dead_leader.c" => [plain, leave_running, iterations];
 }
 
 // ---------------------------------------------------------------------------------------------
