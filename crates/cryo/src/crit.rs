@@ -12,12 +12,19 @@ use std::ffi::OsString;
 use std::io::{Read, Write};
 use std::path::PathBuf;
 
-/// cryo crit: convert CRIU images to and from JSON.
+/// cryo crit: read, convert and check CRIU image files (CRIU's crit, plus validate and core-dump).
 #[derive(Debug, Parser)]
 #[command(
     name = "cryo crit",
     disable_version_flag = true,
-    disable_help_subcommand = true
+    disable_help_subcommand = true,
+    after_help = "Examples:
+  cryo crit show DIR/core-1234.img         an image as JSON
+  cryo crit decode -i DIR/mm-1234.img | cryo crit encode -o mm-1234.img
+                                           JSON and back, byte for byte
+  cryo crit x DIR ps                       the process tree of a dump
+  cryo crit validate DIR                   can this dump be restored? if not, why?
+  cryo crit core-dump -i DIR -o cores      ELF core files, for gdb PROGRAM cores/core.1234"
 )]
 struct CritCli {
     #[command(subcommand)]
@@ -26,17 +33,17 @@ struct CritCli {
 
 #[derive(Debug, Subcommand)]
 enum CritCommand {
-    /// Convert a criu image from binary type to json
+    /// Print an image as JSON (the JSON CRIU's crit prints)
     Decode(DecodeArgs),
-    /// Convert a criu image from json type to binary
+    /// Write an image back from its JSON
     Encode(InOut),
-    /// Show info about an image
+    /// Print an image's kind and number of entries
     Info {
         /// The image
         #[arg(value_name = "IN")]
         input: PathBuf,
     },
-    /// Convert a criu image from binary to human-readable json
+    /// Print an image as indented JSON, addresses in hex
     Show {
         /// The image
         #[arg(value_name = "IN")]
@@ -45,7 +52,7 @@ enum CritCommand {
         #[arg(long = "nopl")]
         nopl: bool,
     },
-    /// Explore image dir
+    /// Summarise a dump: its processes (ps), open files (fds), mappings (mems) or resident pages (rss)
     X {
         /// The image directory
         dir: PathBuf,
