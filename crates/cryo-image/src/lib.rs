@@ -16,6 +16,7 @@ pub mod coredump;
 pub mod crit;
 pub mod error;
 pub mod frame;
+pub mod fuzzing;
 pub mod kind;
 pub mod magic;
 pub mod pagemap;

@@ -216,10 +216,15 @@ pub fn unmap_flags(text: &str, map: &[(&str, u64)]) -> Result<i128, String> {
     }
     let mut sum = 0i128;
     for part in text.split('|').map(str::trim) {
-        sum += match map.iter().find(|(n, _)| *n == part) {
+        let v = match map.iter().find(|(n, _)| *n == part) {
             Some((_, v)) => i128::from(*v),
             None => parse_int(part)?,
         };
+        // Numbers in the text can be as large as i128: their sum must not overflow (the
+        // field's range is checked by the caller).
+        sum = sum
+            .checked_add(v)
+            .ok_or_else(|| format!("flags value out of range: '{text}'"))?;
     }
     Ok(sum)
 }
@@ -402,6 +407,8 @@ mod tests {
             unmap_flags("PROT_READ | PROT_WRITE | 0x10", m).unwrap(),
             0x13
         );
+        let max = format!("PROT_READ | {}", i128::MAX);
+        assert!(unmap_flags(&max, m).is_err());
         assert_eq!(parse_int("0x1f").unwrap(), 31);
         assert_eq!(parse_int("-12").unwrap(), -12);
         assert!(parse_int("012").is_err());

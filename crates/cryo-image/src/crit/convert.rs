@@ -12,6 +12,7 @@ use prost_reflect::{
     Value,
 };
 use std::collections::HashMap;
+use std::sync::OnceLock;
 
 /// The `(criu)` options of one field.
 #[derive(Debug, Clone, Default)]
@@ -38,8 +39,17 @@ fn err(msg: impl Into<String>) -> CritError {
 
 impl Ctx {
     pub(super) fn new() -> Result<Ctx, CritError> {
-        let pool = DescriptorPool::decode(crate::FILE_DESCRIPTOR_SET)
-            .map_err(|e| err(format!("load image descriptors: {e}")))?;
+        // Decoding the descriptors of every image proto costs far more than converting a
+        // small image (crit x and validate convert many, fuzzing millions): once per process.
+        // The pool is reference counted, a clone is cheap.
+        static POOL: OnceLock<Result<DescriptorPool, String>> = OnceLock::new();
+        let pool = POOL
+            .get_or_init(|| {
+                DescriptorPool::decode(crate::FILE_DESCRIPTOR_SET)
+                    .map_err(|e| format!("load image descriptors: {e}"))
+            })
+            .clone()
+            .map_err(err)?;
         let criu_ext = pool.get_extension_by_name("criu");
         Ok(Ctx {
             pool,
@@ -92,14 +102,16 @@ impl Ctx {
         o
     }
 
-    /// Decodes one message of type `desc` from `bytes`.
+    /// Decodes one message of type `desc` from `bytes`, the entry at `offset` in the image
+    /// (its size word), which errors name.
     pub(super) fn decode_msg(
         &self,
         desc: &MessageDescriptor,
         bytes: &[u8],
+        offset: usize,
     ) -> Result<DynamicMessage, CritError> {
         DynamicMessage::decode(desc.clone(), bytes)
-            .map_err(|e| err(format!("decode {}: {e}", desc.name())))
+            .map_err(|e| err(format!("decode {} at offset {offset}: {e}", desc.name())))
     }
 
     /// `pb2dict(msg, pretty, is_hex)`.

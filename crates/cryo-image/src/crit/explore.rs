@@ -66,20 +66,31 @@ pub fn explore(dir: &Path, what: &str) -> Res<String> {
 }
 
 fn ps(dir: &Path) -> Res<String> {
-    let tree = load::<pb::PstreeEntry>(dir, ImageKind::Pstree, None)?;
+    // As crit: one task per pid (a later entry replaces an earlier one in its place), a task
+    // with ppid 0 is a root, not a child, and the last root is shown. Pids being unique and
+    // roots no children, the tree below the root has no cycle, whatever the image says.
+    let mut tree: Vec<pb::PstreeEntry> = Vec::new();
+    for p in load::<pb::PstreeEntry>(dir, ImageKind::Pstree, None)? {
+        match tree.iter_mut().find(|t| t.pid == p.pid) {
+            Some(t) => *t = p,
+            None => tree.push(p),
+        }
+    }
     let mut comm = HashMap::new();
     for p in &tree {
         let core: pb::CoreEntry = first(dir, ImageKind::Core, u64::from(p.pid))?;
         comm.insert(p.pid, core.tc.map(|t| t.comm).unwrap_or_default());
     }
     let mut out = format!("{:>7}{:>7}{:>7}   {}\n", "PID", "PGID", "SID", "COMM");
-    fn show(
-        out: &mut String,
-        tree: &[pb::PstreeEntry],
-        comm: &HashMap<u32, String>,
-        p: &pb::PstreeEntry,
-        depth: usize,
-    ) {
+    // Depth first with a stack of its own: an image can chain any number of tasks.
+    let mut stack: Vec<(&pb::PstreeEntry, usize)> = tree
+        .iter()
+        .rev()
+        .find(|p| p.ppid == 0)
+        .map(|root| (root, 0))
+        .into_iter()
+        .collect();
+    while let Some((p, depth)) = stack.pop() {
         let _ = writeln!(
             out,
             "{:>7}{:>7}{:>7}   {}{}",
@@ -87,14 +98,12 @@ fn ps(dir: &Path) -> Res<String> {
             p.pgid,
             p.sid,
             " ".repeat(4 * depth),
-            comm[&p.pid]
+            comm.get(&p.pid).map_or("", String::as_str)
         );
-        for kid in tree.iter().filter(|k| k.ppid == p.pid && k.pid != p.pid) {
-            show(out, tree, comm, kid, depth + 1);
-        }
-    }
-    if let Some(root) = tree.iter().find(|p| p.ppid == 0) {
-        show(&mut out, &tree, &comm, root, 0);
+        let kids = tree
+            .iter()
+            .filter(|k| k.ppid == p.pid && k.ppid != 0 && k.pid != p.pid);
+        stack.extend(kids.rev().map(|k| (k, depth + 1)));
     }
     Ok(out)
 }
@@ -302,9 +311,11 @@ fn rss(dir: &Path, fx: &mut Files<'_>) -> Res<String> {
             while vmi < vmas.len() && vmas[vmi].end <= pm.vaddr {
                 vmi += 1;
             }
-            let pme = pm.vaddr.wrapping_add(nr << 12);
+            // Python's integers do not wrap: neither may the end of the run nor, below, the
+            // page count of a VMA whose end is below its start.
+            let pme = i128::from(pm.vaddr) + (i128::from(nr) << 12);
             let mut vstr = String::new();
-            while vmi < vmas.len() && vmas[vmi].start < pme {
+            while vmi < vmas.len() && i128::from(vmas[vmi].start) < pme {
                 let vma = &vmas[vmi];
                 if vmi as isize == pvmi {
                     vstr.push_str(" ~");
@@ -313,7 +324,7 @@ fn rss(dir: &Path, fx: &mut Files<'_>) -> Res<String> {
                         vstr,
                         " {:08x} / {:<8}",
                         vma.start,
-                        (vma.end - vma.start) >> 12
+                        (i128::from(vma.end) - i128::from(vma.start)) >> 12
                     );
                     if vma.status & ((1 << 6) | (1 << 7)) != 0 {
                         let _ = write!(vstr, " {}", fx.get(REG, vma.shmid as u32)?);

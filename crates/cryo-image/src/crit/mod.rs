@@ -188,9 +188,10 @@ impl<'a> Input<'a> {
         if self.at_end() {
             return Ok(None);
         }
+        let offset = self.pos;
         let size = self.u32("entry size")? as usize;
         let body = self.take(size, "entry")?;
-        ctx.decode_msg(desc, body).map(Some)
+        ctx.decode_msg(desc, body, offset).map(Some)
     }
 
     fn rest(&mut self) -> &'a [u8] {
@@ -299,8 +300,9 @@ fn load_extra(
                 if inp.at_end() {
                     break;
                 }
+                let offset = inp.pos;
                 let size = u64::from(inp.u32("ipc_msg size")?);
-                let m = ctx.decode_msg(&desc, inp.take(len_usize(size)?, "ipc_msg")?)?;
+                let m = ctx.decode_msg(&desc, inp.take(len_usize(size)?, "ipc_msg")?, offset)?;
                 let msize = uint_field(&m, "msize");
                 let data = inp.take(len_usize(msize)?, "message data")?;
                 inp.take(len_usize(round_up(msize, 8) - msize)?, "message padding")?;
@@ -350,9 +352,12 @@ pub fn decode(image: &[u8], pretty: bool, nopl: bool) -> Result<Json, CritError>
         }
         Handler::Ghost => {
             let gdesc = ctx.message("ghost_file_entry")?;
-            let gf = inp
-                .entry(&ctx, &gdesc)?
-                .ok_or_else(|| fmt_err("ghost file image without an entry"))?;
+            let gf = inp.entry(&ctx, &gdesc)?.ok_or_else(|| {
+                fmt_err(format!(
+                    "ghost file image without an entry at offset {}",
+                    inp.pos
+                ))
+            })?;
             let mut g = ctx.pb2dict(&gf, pretty, false);
             if uint_field(&gf, "chunks") != 0 {
                 entries.push(g);
@@ -425,6 +430,20 @@ fn pad(out: &mut Vec<u8>, n: u64) {
     out.extend(std::iter::repeat_n(0u8, n as usize));
 }
 
+/// The first `size` bytes of an extra's `data`: the entry says how many there are, and a
+/// shorter extra is an error (it would leave the image unreadable past it).
+fn data_of_size<'a>(data: &'a [u8], size: u64, what: &str) -> Result<&'a [u8], CritError> {
+    usize::try_from(size)
+        .ok()
+        .and_then(|n| data.get(..n))
+        .ok_or_else(|| {
+            CritError::Convert(format!(
+                "extra: {what} of {size} bytes has {} bytes of data",
+                data.len()
+            ))
+        })
+}
+
 fn dump_extra(
     ctx: &mut Ctx,
     out: &mut Vec<u8>,
@@ -449,9 +468,11 @@ fn dump_extra(
         Extra::IpcShm => {
             let size = uint_field(msg, "size");
             let data = b64_of(x, "extra")?;
-            let n = data.len().min(len_usize(size)?);
-            out.extend_from_slice(&data[..n]);
-            pad(out, round_up(size, 4) - n as u64);
+            // `size` comes from the JSON: zero-filling a segment larger than its data would
+            // write (and allocate) whatever it says, up to 2^64 bytes.
+            let data = data_of_size(&data, size, "shm segment")?;
+            out.extend_from_slice(data);
+            pad(out, round_up(size, 4) - size);
         }
         Extra::IpcSem => {
             let Json::Array(vals) = x else {
@@ -480,9 +501,8 @@ fn dump_extra(
                 put_entry(out, &m)?;
                 let msize = uint_field(&m, "msize");
                 let data = b64_of(pair.get(1).unwrap_or(&Json::Str(String::new())), "message")?;
-                let n = data.len().min(len_usize(msize)?);
-                out.extend_from_slice(&data[..n]);
-                pad(out, round_up(msize, 8) - n as u64);
+                out.extend_from_slice(data_of_size(&data, msize, "message")?);
+                pad(out, round_up(msize, 8) - msize);
             }
         }
     }

@@ -1,0 +1,8 @@
+//! crit::decode (plain, pretty, nopl) and crit::info of any image; encode(decode(x)) decodes the same.
+//! The harness is `cryo_image::fuzzing::crit_decode`, shared with `tests/fuzz_regressions.rs`.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    // Err is a rejected input, which is fine; a bug panics inside the harness.
+    let _ = cryo_image::fuzzing::crit_decode(data);
+});

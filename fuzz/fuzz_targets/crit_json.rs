@@ -1,0 +1,8 @@
+//! The JSON parser and printer, and crit::encode of any text.
+//! The harness is `cryo_image::fuzzing::crit_json`, shared with `tests/fuzz_regressions.rs`.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    // Err is a rejected input, which is fine; a bug panics inside the harness.
+    let _ = cryo_image::fuzzing::crit_json(data);
+});
