@@ -156,13 +156,19 @@ fn write_output(
     }
 }
 
+/// What an input is called in errors: its path, or stdin.
+fn input_name(path: Option<&PathBuf>) -> String {
+    path.map_or_else(|| "stdin".to_string(), |p| p.display().to_string())
+}
+
 fn decode_to(
     data: &[u8],
+    name: &str,
     pretty: bool,
     nopl: bool,
     output: Option<&PathBuf>,
 ) -> anyhow::Result<()> {
-    let img = crit::decode(data, pretty, nopl).context("decode image")?;
+    let img = crit::decode(data, pretty, nopl).with_context(|| format!("decode {name}"))?;
     let text = img.to_python_string(if pretty { Some(4) } else { None });
     write_output(output, text.as_bytes(), true)
 }
@@ -216,26 +222,30 @@ pub fn run(args: &[OsString]) -> u8 {
         }
     };
     let result = match &cli.command {
-        CritCommand::Decode(a) => read_input(a.io.input.as_ref())
-            .and_then(|d| decode_to(&d, a.pretty, false, a.io.output.as_ref())),
-        CritCommand::Show { input, nopl } => {
-            read_input(Some(input)).and_then(|d| decode_to(&d, true, *nopl, None))
-        }
+        CritCommand::Decode(a) => read_input(a.io.input.as_ref()).and_then(|d| {
+            let name = input_name(a.io.input.as_ref());
+            decode_to(&d, &name, a.pretty, false, a.io.output.as_ref())
+        }),
+        CritCommand::Show { input, nopl } => read_input(Some(input)).and_then(|d| {
+            decode_to(&d, &input_name(Some(input)), true, *nopl, None)
+        }),
         CritCommand::Encode(io) => read_input(io.input.as_ref()).and_then(|d| {
             let text = String::from_utf8(d).context(
                 "cannot read JSON; maybe this is an image with protobuf data? encode expects JSON input",
             )?;
-            let json = Json::parse(&text).map_err(|e| anyhow::anyhow!("parse JSON: {e}"))?;
-            let img = crit::encode(&json).context("encode image")?;
+            let name = input_name(io.input.as_ref());
+            let json =
+                Json::parse(&text).map_err(|e| anyhow::anyhow!("parse the JSON of {name}: {e}"))?;
+            let img = crit::encode(&json).with_context(|| format!("encode {name}"))?;
             write_output(io.output.as_ref(), &img, false)
         }),
         CritCommand::Info { input } => read_input(Some(input)).and_then(|d| {
-            let info = crit::info(&d).context("read image")?;
+            let info = crit::info(&d).with_context(|| format!("read {}", input.display()))?;
             write_output(None, info.to_python_string(Some(4)).as_bytes(), true)
         }),
         CritCommand::CoreDump(a) => core_dump(a),
         CritCommand::X { dir, what } => crit::explore::explore(dir, what)
-            .context("explore")
+            .with_context(|| format!("explore {}", dir.display()))
             .and_then(|text| write_output(None, text.as_bytes(), false)),
         CritCommand::Validate { dir, json } => {
             return match validate(dir, *json) {
