@@ -266,15 +266,35 @@ fn missing_required_images() {
     expect(&d, "ids-101.img", None, "");
 }
 
-#[test]
-fn dead_task_needs_no_mm() {
-    let d = good("dead");
+/// The good tree with task 101 (`threads`) whose leader's core is TASK_DEAD.
+fn with_dead_101(name: &str, threads: Vec<u32>) -> PathBuf {
+    let d = good(name);
+    let entry = |pid, ppid, threads| pb::PstreeEntry {
+        pid,
+        ppid,
+        pgid: 100,
+        sid: 100,
+        threads,
+    };
+    img!(
+        &d,
+        ImageKind::Pstree,
+        None,
+        &[entry(100, 0, vec![100]), entry(101, 100, threads)]
+    );
     let mut c = core("worker", 0x40_1000);
     c.tc.as_mut().unwrap().task_state = 2;
-    // A zombie's core carries no registers (as CRIU writes it).
+    // A dead task's core carries no registers (as CRIU writes a zombie's).
     c.thread_info = None;
     img!(&d, ImageKind::Core, Some(101), &[c]);
+    d
+}
+
+#[test]
+fn dead_task_needs_no_mm() {
+    let d = with_dead_101("dead", vec![101]);
     for f in [
+        "core-102.img",
         "mm-101.img",
         "pagemap-101.img",
         "pages-2.img",
@@ -285,6 +305,15 @@ fn dead_task_needs_no_mm() {
     }
     assert_eq!(problems(&d), (0, vec![]));
     std::fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn dead_leader_with_live_threads_needs_its_mm() {
+    // TASK_DEAD with other threads: the leader exited, the process lives on.
+    let d = with_dead_101("dead-leader", vec![101, 102]);
+    assert_eq!(problems(&d), (0, vec![]));
+    rm(&d, "mm-101.img");
+    expect(&d, "mm-101.img", None, "");
 }
 
 #[test]

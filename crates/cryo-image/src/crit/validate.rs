@@ -91,8 +91,10 @@ impl std::fmt::Display for Problem {
     }
 }
 
-/// CRIU's `TASK_ALIVE`.
+/// CRIU's `TASK_ALIVE`, `TASK_DEAD` and `TASK_STOPPED`.
 const TASK_ALIVE: u32 = 1;
+const TASK_DEAD: u32 = 2;
+const TASK_STOPPED: u32 = 3;
 /// Lowest non-canonical user address on x86_64.
 const USER_TOP: u64 = 0x8000_0000_0000;
 /// CRIU's VMA status bits (`criu/include/image.h`).
@@ -391,10 +393,13 @@ pub fn validate(dir: &Path) -> std::io::Result<Vec<Problem>> {
             }
         }
         let Some(core) = main_core else { continue };
-        let alive = core
-            .tc
-            .as_ref()
-            .is_some_and(|tc| tc.task_state == TASK_ALIVE);
+        // Live processes have memory, fs and fds in the images: running or stopped ones, and
+        // those whose leader has exited while other threads run (TASK_DEAD with threads).
+        let alive = core.tc.as_ref().is_some_and(|tc| match tc.task_state {
+            TASK_ALIVE | TASK_STOPPED => true,
+            TASK_DEAD => threads.len() > 1,
+            _ => false,
+        });
         if !alive {
             continue;
         }
@@ -849,7 +854,10 @@ fn check_mm(cx: &mut Ctx<'_>, name: &str, mm: &pb::MmEntry, table: &FileTable) {
 fn check_regs(cx: &mut Ctx<'_>, name: &str, core: &pb::CoreEntry) {
     // A zombie's core (TASK_DEAD) has no registers: only its exit status is kept.
     if core.mtype != pb::core_entry::March::X8664 as i32
-        || core.tc.as_ref().is_some_and(|tc| tc.task_state == 2)
+        || core
+            .tc
+            .as_ref()
+            .is_some_and(|tc| tc.task_state == TASK_DEAD)
     {
         return;
     }
