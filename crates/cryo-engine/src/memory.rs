@@ -1064,38 +1064,16 @@ pub fn restore_vmas(
         ),
         _ => None,
     };
-    // File offset of each pagemap entry in the pages image.
-    let mut offsets = Vec::with_capacity(pagemap.len());
-    let mut off = 0u64;
-    for pe in pagemap {
-        offsets.push(off);
-        off += pe_len(pe);
-    }
     for vma in &mm.vmas {
         let st = vma.status;
         if st & VMA_AREA_REGULAR == 0 || is_vdso_block(vma) {
             continue;
         }
         let len = vma.end - vma.start;
-        let runs: Vec<(u64, u64, u64)> = if st & VMA_ANON_SHARED != 0 {
+        let runs = if st & VMA_ANON_SHARED != 0 {
             Vec::new()
         } else {
-            pagemap
-                .iter()
-                .zip(&offsets)
-                .filter_map(|(pe, &foff)| {
-                    let (s, e) = (
-                        pe.vaddr.max(vma.start),
-                        (pe.vaddr + pe_len(pe)).min(vma.end),
-                    );
-                    // Not then_some: e - s must not be computed when s >= e.
-                    if s < e {
-                        Some((s, e - s, foff + (s - pe.vaddr)))
-                    } else {
-                        None
-                    }
-                })
-                .collect()
+            runs_in(pagemap, vma.start, vma.end)
         };
         if inherited.ranges.contains(&(vma.start, vma.end)) {
             if let (Some(mem), Some(map)) = (&mem, &pages.map) {

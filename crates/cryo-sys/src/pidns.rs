@@ -7,6 +7,7 @@
 //! [`run_init`] is what PID 1 does once the tree runs: reap every orphan, pass SIGTERM, SIGINT
 //! and SIGHUP on to the root task, and exit with the root's status (pid_namespaces(7)).
 
+use crate::puppet::CloneArgs;
 use crate::types::Pid;
 use std::io;
 
@@ -28,20 +29,6 @@ pub enum Forked {
         /// The child.
         pid: Pid,
     },
-}
-
-/// `struct clone_args` (`include/uapi/linux/sched.h`), the first 64 bytes (version 0).
-#[repr(C)]
-#[derive(Default)]
-struct CloneArgs {
-    flags: u64,
-    pidfd: u64,
-    child_tid: u64,
-    parent_tid: u64,
-    exit_signal: u64,
-    stack: u64,
-    stack_size: u64,
-    tls: u64,
 }
 
 /// Whether the calling process has a single thread (a fork of a multi-threaded process may
