@@ -804,6 +804,7 @@ fn dump_tree(tree: &mut [SeizedProc], opts: &DumpOptions) -> Result<(Duration, u
         let inj = proc.threads.first_mut().map(|l| l.injector()).transpose()?;
         let mut memdump = memory::dump_memory(
             via,
+            pid.0 as u64,
             &maps,
             inj,
             dir,
@@ -812,17 +813,6 @@ fn dump_tree(tree: &mut [SeizedProc], opts: &DumpOptions) -> Result<(Duration, u
             &mut pages_id,
             &mut shmem,
         )?;
-        if via != pid {
-            // The pagemap is named after the task it was read through; the process's is
-            // pagemap-PID.img (a TID is no other process's PID, so nothing is overwritten).
-            let from = cryo_image::image_path(dir, ImageKind::Pagemap, Some(via.0 as u64))?;
-            let to = cryo_image::image_path(dir, ImageKind::Pagemap, Some(pid.0 as u64))?;
-            std::fs::rename(&from, &to).map_err(|source| Error::Path {
-                what: format!("rename to {}", to.display()),
-                path: from.display().to_string(),
-                source,
-            })?;
-        }
         memdump.mm.dumpable = Some(dumpable);
         memdump.mm.thp_disabled = Some(thp_disabled);
         mem_time += mem_t0.elapsed();

@@ -551,11 +551,14 @@ pub struct MemoryDump {
 
 /// Dump the memory of `pid`, whose VMAs were `maps` when it was seized (before cryo mapped
 /// anything of its own in it): VMAs into the returned mm entry (file mappings added to `files`),
-/// pages into `pagemap-PID.img` + `pages-N.img`. `brk` is the task's current break, `pages_id`
+/// pages into `pagemap-IMAGE_ID.img` + `pages-N.img` (`image_id` is the process's PID as the
+/// images name it: in its own pid namespace, or the leader's when `pid` is another thread).
+/// `brk` is the task's current break, `pages_id`
 /// the first free pages-image id (advanced).
 #[allow(clippy::too_many_arguments)]
 pub fn dump_memory(
     pid: Pid,
+    image_id: u64,
     maps: &[MapsEntry],
     inj: Option<&Injector>,
     dir: &Path,
@@ -632,7 +635,7 @@ pub fn dump_memory(
         }
         vmas.push(vma);
     }
-    sink.finish(dir, ImageKind::Pagemap, pid.0 as u64)?;
+    sink.finish(dir, ImageKind::Pagemap, image_id)?;
     let exe_link = std::fs::read_link(format!("/proc/{pid}/exe")).task_ctx("read exe link", pid)?;
     let exe_file_id = files.add(
         pid,
