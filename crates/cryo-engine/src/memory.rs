@@ -1,5 +1,7 @@
 //! Memory: the VMAs of a task (`mm-PID.img`), the pages that matter (`pagemap-PID.img` +
 //! `pages-N.img`, shared anonymous memory in `pagemap-shmem-ID.img`), and the mm fields.
+//! Mappings of memfds are VMAs with `VMA_AREA_MEMFD` naming the memfd's file entry; the memfd
+//! itself (contents, seals) belongs to `files::memfd`, which this module calls.
 //!
 //! # Dump
 //! VMAs come from /proc/PID/smaps (VmFlags give MAP_GROWSDOWN and madvise bits). Which pages
@@ -13,7 +15,9 @@
 //! In the puppet: the vvar/vdso block is moved onto the dumped addresses, everything else but
 //! the trampoline is unmapped, then each VMA is mapped at its address (writable while it is
 //! filled), filled from the pages image (UFFDIO_COPY from the image mapped in cryo, or `pread64`
-//! run inside the puppet), and given its final protection and madvise flags. The mm fields,
+//! run inside the puppet), and given its final protection and madvise flags. Shared anonymous
+//! memory and memfds are objects cryo made and filled before: every process that had one
+//! mapped maps the same object (through /proc/CRYO/fd/N), so they share it again. The mm fields,
 //! auxv and exe link are set in one `PR_SET_MM_MAP`.
 //!
 //! Copy-on-write: a puppet forked from its restored parent inherits the parent's memory. Its
@@ -22,6 +26,7 @@
 //! shared again (the image stays CRIU's: every process's pages are in it).
 
 use crate::error::{Error, Result, TaskCtx};
+use crate::files::memfd;
 use crate::files::reg::RegFiles;
 use crate::remote::Injector;
 use cryo_image::pagemap::PE_PRESENT;
@@ -58,6 +63,9 @@ pub mod status {
     pub const VMA_ANON_PRIVATE: u32 = 1 << 9;
     /// [vvar] and [vvar_vclock].
     pub const VMA_AREA_VVAR: u32 = 1 << 12;
+    /// A mapping of a memfd (with VMA_FILE_SHARED or VMA_FILE_PRIVATE): `shmid` is the id of
+    /// its MEMFD file entry.
+    pub const VMA_AREA_MEMFD: u32 = 1 << 14;
 }
 use status::*;
 
@@ -473,7 +481,7 @@ pub struct ShmemDump {
 impl ShmemDump {
     /// Record the data of `obj` (a shared memory object) between offsets `from` and `to`, as
     /// SEEK_DATA/SEEK_HOLE find it; returns the pages added.
-    fn add_from_object(
+    pub(crate) fn add_from_object(
         &mut self,
         dir: &Path,
         pages_id: &mut u32,
@@ -580,7 +588,20 @@ pub fn dump_memory(
         if st & (VMA_FILE_PRIVATE | VMA_FILE_SHARED) != 0 {
             let link_path = format!("/proc/{pid}/map_files/{:x}-{:x}", m.start, m.end);
             let fdflags = map_file_flags(&link_path, m);
-            vma.shmid = u64::from(files.add(pid, &link_path, &m.path, fdflags, 0)?);
+            // Only a mapping named like a memfd is stat'ed again to tell.
+            let meta = m
+                .path
+                .starts_with(memfd::MEMFD_PREFIX)
+                .then(|| std::fs::metadata(&link_path).ok())
+                .flatten();
+            let what = format!("mapping {:x}-{:x} of pid {pid}", m.start, m.end);
+            vma.shmid = if memfd::is_memfd(&m.path, meta.as_ref(), &what)? {
+                // Its contents go with the memfd's inode; private copies as for any file.
+                vma.status |= VMA_AREA_MEMFD;
+                u64::from(memfd::dump_vma(files, &link_path, &m.path, fdflags)?)
+            } else {
+                u64::from(files.add(pid, &link_path, &m.path, fdflags, 0)?)
+            };
             vma.fdflags = Some(fdflags);
         }
         // Droppable memory may be dropped by the kernel at any time: nothing to keep.
@@ -636,6 +657,8 @@ pub fn dump_memory(
         vmas.push(vma);
     }
     sink.finish(dir, ImageKind::Pagemap, image_id)?;
+    // The memfds this process holds, by fd (dumped before its memory) or mapped.
+    total += files.memfds.dump_contents(dir, pages_id, shmem)?;
     let exe_link = std::fs::read_link(format!("/proc/{pid}/exe")).task_ctx("read exe link", pid)?;
     let exe_file_id = files.add(
         pid,
@@ -1145,6 +1168,22 @@ pub fn restore_vmas(
                 )),
                 libc::O_RDWR as u32,
             )
+        } else if st & VMA_AREA_MEMFD != 0 {
+            // The memfd cryo made and filled: every process maps the same one.
+            let id = u32::try_from(vma.shmid).map_err(|_| Error::BadImage {
+                image: "mm".into(),
+                what: format!("memfd file id {} out of range", vma.shmid),
+            })?;
+            let rw =
+                vma.flags & libc::MAP_SHARED as u32 != 0 && vma.prot & libc::PROT_WRITE as u32 != 0;
+            (
+                Some(memfd::map_path(files, id)?),
+                vma.fdflags.unwrap_or(if rw {
+                    libc::O_RDWR as u32
+                } else {
+                    libc::O_RDONLY as u32
+                }),
+            )
         } else if st & (VMA_FILE_PRIVATE | VMA_FILE_SHARED) != 0 {
             (
                 Some(files.open_path(vma.shmid as u32)?),
@@ -1292,43 +1331,68 @@ pub fn make_shared_anon(
             source,
         })?;
         if let Some((pages_id, entries)) = shmem.get(&shmid) {
-            let image = ImageKind::Pages.file_name(Some(u64::from(*pages_id)))?;
-            let path = dir.join(&image);
-            let pages = File::open(&path).map_err(|source| Error::Path {
-                what: "open".into(),
-                path: path.display().to_string(),
-                source,
-            })?;
-            let mut buf = Vec::new();
-            let mut off = 0u64;
-            for pe in entries {
-                let len = pe_len(pe);
-                if pe.vaddr.saturating_add(len) > size {
-                    return Err(Error::BadImage {
-                        image: format!("pagemap-shmem-{shmid}.img"),
-                        what: format!("pages at offset {:#x} beyond the object", pe.vaddr),
-                    });
-                }
-                buf.resize(len as usize, 0);
-                pages
-                    .read_exact_at(&mut buf, off)
-                    .map_err(|source| Error::Path {
-                        what: format!("read at offset {off} of"),
-                        path: image.clone(),
-                        source,
-                    })?;
-                obj.write_all_at(&buf, pe.vaddr)
-                    .map_err(|source| Error::Path {
-                        what: "fill shared memory".into(),
-                        path: format!("shmem {shmid}"),
-                        source,
-                    })?;
-                off += len;
-            }
+            fill_object(dir, shmid, &obj, size, *pages_id, entries)?;
         }
         out.insert(shmid, obj);
     }
     Ok(out)
+}
+
+/// Fill `obj` (a memfd of `size` bytes) from `pagemap-shmem-SHMID.img` and its pages image,
+/// if there is one (a memfd that held nothing has none).
+pub(crate) fn fill_shmem_object(dir: &Path, shmid: u64, obj: &File, size: u64) -> Result<()> {
+    match cryo_image::pagemap::read_pagemap(dir, ImageKind::ShmemPagemap, shmid) {
+        Ok((head, entries)) => fill_object(dir, shmid, obj, size, head.pages_id, &entries),
+        Err(cryo_image::ImageError::Missing { .. }) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Write the pages `entries` list (offsets in the object) from `pages-PAGES_ID.img` into
+/// `obj`, whose size is `size`: the last page is cut at the size, so the object never grows.
+fn fill_object(
+    dir: &Path,
+    shmid: u64,
+    obj: &File,
+    size: u64,
+    pages_id: u32,
+    entries: &[pb::PagemapEntry],
+) -> Result<()> {
+    let image = ImageKind::Pages.file_name(Some(u64::from(pages_id)))?;
+    let path = dir.join(&image);
+    let pages = File::open(&path).map_err(|source| Error::Path {
+        what: "open".into(),
+        path: path.display().to_string(),
+        source,
+    })?;
+    let mut buf = Vec::new();
+    let mut off = 0u64;
+    for pe in entries {
+        let len = pe_len(pe);
+        if pe.vaddr.saturating_add(len) > size.div_ceil(PAGE_SIZE) * PAGE_SIZE {
+            return Err(Error::BadImage {
+                image: format!("pagemap-shmem-{shmid}.img"),
+                what: format!("pages at offset {:#x} beyond the object", pe.vaddr),
+            });
+        }
+        buf.resize(len as usize, 0);
+        pages
+            .read_exact_at(&mut buf, off)
+            .map_err(|source| Error::Path {
+                what: format!("read at offset {off} of"),
+                path: image.clone(),
+                source,
+            })?;
+        let keep = len.min(size.saturating_sub(pe.vaddr)) as usize;
+        obj.write_all_at(&buf[..keep], pe.vaddr)
+            .map_err(|source| Error::Path {
+                what: "fill shared memory".into(),
+                path: format!("shmem {shmid}"),
+                source,
+            })?;
+        off += len;
+    }
+    Ok(())
 }
 
 /// Where a task's pages come from at restore: the pages image open in the puppet (for pread),

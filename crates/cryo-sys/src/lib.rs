@@ -14,6 +14,8 @@ pub mod puppet;
 pub mod remote;
 pub mod shmem;
 pub mod signal;
+pub mod sock_diag;
+pub mod socket;
 pub mod task;
 pub mod types;
 pub mod uffd;

@@ -1517,3 +1517,126 @@ fn check_released_notices_a_dump_that_leaves_the_task_stopped() {
         s.finish_original()
     });
 }
+
+// ---------------------------------------------------------------------------------------------
+// 6. A socket cryo cannot restore is refused at dump, naming it, and the task is left alone
+
+/// A python3 program (the system one) that sets up a socket, prints the pid to dump, then
+/// sleeps; its stdout is read for that pid.
+struct SocketHolder {
+    child: Child,
+    target: i32,
+}
+
+impl SocketHolder {
+    fn start(code: &str, arg: &Path) -> Res<SocketHolder> {
+        use std::io::BufRead;
+        let mut child = Command::new("/usr/bin/python3")
+            .arg("-c")
+            .arg(code)
+            .arg(arg)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("start python3: {e}"))?;
+        let out = child.stdout.take().ok_or("no stdout")?;
+        let mut line = String::new();
+        std::io::BufReader::new(out)
+            .read_line(&mut line)
+            .map_err(|e| format!("read python3's pid line: {e}"))?;
+        let target = line
+            .trim()
+            .parse()
+            .map_err(|_| format!("python3 said {line:?}, not a pid"))?;
+        Ok(SocketHolder { child, target })
+    }
+}
+
+impl Drop for SocketHolder {
+    fn drop(&mut self) {
+        let _ = send_signal(self.target, "KILL");
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Dump `holder.target`, which must fail naming the pid and each of `words`, and leave the
+/// task as it was.
+fn expect_refused_socket(label: &str, holder: &SocketHolder, words: &[&str]) -> Res<()> {
+    let dir = plain_dir(label);
+    let images = dir.join("img");
+    fs::create_dir_all(&images).map_err(|e| format!("create images dir: {e}"))?;
+    let pid = holder.target;
+    let before = snapshot(pid)?;
+    let args = dump_args(pid, &images, &[]);
+    let out = run_cryo(&os(&args), &dir, &[], &dir.join("dump.out"))?;
+    out.expect_clean_failure(label)?;
+    let pid_s = pid.to_string();
+    let mut all = vec![pid_s.as_str(), "socket:["];
+    all.extend_from_slice(words);
+    out.expect_mentions(label, &all)?;
+    check_released(pid, &before, "a refused dump")?;
+    let _ = fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+#[test]
+fn dump_refuses_a_listening_unix_socket() {
+    let _serial = serial();
+    let dir = plain_dir("refused-listening-socket");
+    let path = dir.join("listening.sock");
+    let holder = SocketHolder::start(
+        "import os, socket, sys, time\n\
+         os.setsid()\n\
+         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)\n\
+         s.bind(sys.argv[1])\n\
+         s.listen(4)\n\
+         print(os.getpid(), flush=True)\n\
+         time.sleep(120)\n",
+        &path,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    expect_refused_socket(
+        "refused-listening-socket-dump",
+        &holder,
+        &["listening", &path.display().to_string()],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    // Still listening: a client connects.
+    std::os::unix::net::UnixStream::connect(&path)
+        .unwrap_or_else(|e| panic!("connect to the socket left listening: {e}"));
+    drop(holder);
+    let _ = fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn dump_refuses_a_socketpair_half_outside_the_tree() {
+    let _serial = serial();
+    let dir = plain_dir("refused-socketpair-outside");
+    // The dumped child holds one end, with data queued for it; its parent (not dumped) holds
+    // the other.
+    let holder = SocketHolder::start(
+        "import os, socket, sys, time\n\
+         a, b = socket.socketpair()\n\
+         b.send(b'queued for the child')\n\
+         if os.fork() == 0:\n\
+         \x20   os.setsid()\n\
+         \x20   b.close()\n\
+         \x20   print(os.getpid(), flush=True)\n\
+         \x20   time.sleep(120)\n\
+         \x20   os._exit(0)\n\
+         a.close()\n\
+         time.sleep(120)\n",
+        &dir,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    expect_refused_socket(
+        "refused-socketpair-outside-dump",
+        &holder,
+        &["outside the dumped tree"],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    drop(holder);
+    let _ = fs::remove_dir_all(&dir);
+}

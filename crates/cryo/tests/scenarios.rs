@@ -1084,6 +1084,8 @@ scenario_tests! {
     sessions: "sessions.c" => [plain, leave_running, iterations, new_pidns];
     open_files: "open_files.c" => [plain, leave_running, iterations];
     dead_leader: "dead_leader.c" => [plain, leave_running, iterations];
+    unix_sockets: "unix_sockets.c" => [plain, leave_running, iterations, new_pidns];
+    memfd: "memfd.c" => [plain, leave_running, iterations];
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,7 +1,9 @@
 //! File descriptors: the fd table of a task (`fdinfo-N.img`) and the files behind it
 //! (`files.img`). Each kind of file has its own module: files reopened by path (`reg`:
-//! regular files, directories, /dev/null-like devices), pipes (`pipe`) and the terminal of a
-//! shell job (`tty`). Every other kind is refused with an error naming the fd and its kind.
+//! regular files, directories, /dev/null-like devices), pipes (`pipe`), memfds (`memfd`) and
+//! the terminal of a shell job (`tty`). Every other kind is refused with an error naming the
+//! fd and its kind. Connected unnamed unix sockets (`unix_socket`) are made by cryo at restore
+//! and handed to the puppets through `transfer`.
 //!
 //! # Dump
 //! Every fd of /proc/PID/fd is classified by the target of its link and its fstat; its position
@@ -11,9 +13,12 @@
 //! The puppet opens each file by path (or the re-created ghost file), seeks to the position and
 //! moves the fd to its number with dup3, close-on-exec as it was.
 
+pub mod memfd;
 pub mod pipe;
 pub mod reg;
+pub mod transfer;
 pub mod tty;
+pub mod unix_socket;
 
 use crate::error::{Error, Result};
 use crate::remote::Injector;
@@ -90,6 +95,39 @@ pub fn dump_fds(pid: Pid, files: &mut RegFiles, shell_job: bool) -> Result<Vec<p
         } else {
             0
         };
+        if memfd::is_memfd(&link, meta.as_ref(), &format!("fd {fd} of pid {pid}"))? {
+            let id = memfd::dump_fd(files, pid, fd, &link, info.flags & !O_CLOEXEC, info.pos)?;
+            out.push(pb::FdinfoEntry {
+                id,
+                flags: cloexec,
+                r#type: pb::FdTypes::Memfd as i32,
+                fd: fd as u32,
+                xattr_security_selinux: None,
+            });
+            continue;
+        }
+        if let Some(ino) = unix_socket::socket_inode(&link) {
+            let id = match files.unix_sockets.id_of(ino) {
+                Some(id) => id,
+                None => {
+                    let id = files.next_id();
+                    let entry =
+                        files
+                            .unix_sockets
+                            .dump_fd(pid, fd, ino, id, info.flags & !O_CLOEXEC)?;
+                    files.entries.push(entry);
+                    id
+                }
+            };
+            out.push(pb::FdinfoEntry {
+                id,
+                flags: cloexec,
+                r#type: pb::FdTypes::Unixsk as i32,
+                fd: fd as u32,
+                xattr_security_selinux: None,
+            });
+            continue;
+        }
         if let Some(inode) = pipe::pipe_inode(&link) {
             let id = files.next_id();
             let entry = files
@@ -175,6 +213,9 @@ pub fn restore_fds(
     files: &RegFiles,
     scratch_off: u64,
 ) -> Result<()> {
+    // Every address space of the tree is restored before any fd table: the seals that forbid
+    // new writable mappings of a memfd can go on now.
+    files.memfds.apply_seals()?;
     for fi in fdinfos {
         let tmp = if fi.r#type == pb::FdTypes::Reg as i32 {
             files.open_in(inj, fi.id, scratch_off)?
@@ -196,6 +237,24 @@ pub fn restore_fds(
                     what: format!("no terminal {} for fd {}", fi.id, fi.fd),
                 })?;
             files.ttys.open_in(inj, t, scratch_off)?
+        } else if fi.r#type == pb::FdTypes::Memfd as i32 {
+            let m = files
+                .entry(fi.id)
+                .and_then(|e| e.memfd.as_ref())
+                .ok_or_else(|| Error::BadImage {
+                    image: "files.img".into(),
+                    what: format!("no memfd {} for fd {}", fi.id, fi.fd),
+                })?;
+            files.memfds.open_in(inj, m, scratch_off)?
+        } else if fi.r#type == pb::FdTypes::Unixsk as i32 {
+            let u = files
+                .entry(fi.id)
+                .and_then(|e| e.usk.as_ref())
+                .ok_or_else(|| Error::BadImage {
+                    image: "files.img".into(),
+                    what: format!("no unix socket {} for fd {}", fi.id, fi.fd),
+                })?;
+            files.unix_sockets.open_in(inj, u, scratch_off)?
         } else {
             return Err(Error::Unsupported(format!(
                 "fd {} of type {}",
@@ -215,11 +274,12 @@ pub fn restore_fds(
                 &[tmp, u64::from(fi.fd), cloexec],
             )?;
             inj.syscall("close fd", libc::SYS_close, &[tmp])?;
-        } else if cloexec != 0 {
+        } else {
+            // Opened (or taken with pidfd_getfd) close-on-exec: set the dumped flag either way.
             inj.syscall(
                 "set close-on-exec",
                 libc::SYS_fcntl,
-                &[tmp, libc::F_SETFD as u64, 1],
+                &[tmp, libc::F_SETFD as u64, u64::from(cloexec != 0)],
             )?;
         }
     }

@@ -53,6 +53,10 @@ pub struct RegFiles {
     pub pipes: super::pipe::Pipes,
     /// The terminals among the entries.
     pub ttys: super::tty::Ttys,
+    /// The unix sockets among the entries.
+    pub unix_sockets: super::unix_socket::UnixSockets,
+    /// The memfds among the entries.
+    pub memfds: super::memfd::Memfds,
 }
 
 impl RegFiles {
@@ -155,9 +159,13 @@ impl RegFiles {
 
     /// Write `files.img`, the ghost images and `remap-fpath.img` into `dir`.
     pub fn write_images(&self, dir: &Path) -> Result<()> {
+        // A socket pair half outside the tree is refused before anything is written.
+        self.unix_sockets.check_peers()?;
         cryo_image::write_all_entries(dir, ImageKind::Files, None, &self.entries)?;
         self.pipes.write_images(dir)?;
         self.ttys.write_images(dir)?;
+        self.unix_sockets.write_images(dir)?;
+        self.memfds.write_images(dir)?;
         for g in &self.ghosts {
             let mut w = cryo_image::create_image(dir, ImageKind::GhostFile, Some(u64::from(g.id)))?;
             w.write_entry(&g.entry)?;
@@ -179,6 +187,8 @@ impl RegFiles {
         }
         t.pipes = super::pipe::Pipes::load(dir, &t.entries)?;
         t.ttys = super::tty::Ttys::load(dir)?;
+        t.unix_sockets = super::unix_socket::UnixSockets::load(dir, &t.entries)?;
+        t.memfds = super::memfd::Memfds::load(dir, &t.entries)?;
         t.remaps = cryo_image::read_all_entries(dir, ImageKind::RemapFpath, None)?;
         for r in t.remaps.clone() {
             if r.remap_type != Some(pb::RemapType::Ghost as i32) {
