@@ -658,7 +658,21 @@ fn dump_tree(tree: &mut [SeizedProc], opts: &DumpOptions) -> Result<(Duration, u
     let mut pstree = Vec::new();
     let mut mem_time = Duration::ZERO;
     let mut total_pages = 0;
-    let mut root_ids = None;
+    // The numbers the images give the tasks (see `pid_ns`): every task of the tree is
+    // looked at while it is frozen.
+    let mut view = crate::pid_ns::PidView::of_root(tree[0].pid)?;
+    for proc in tree.iter() {
+        view.add(proc.pid)?;
+        for t in proc.threads.iter().filter(|t| t.pid() != proc.pid) {
+            view.add(t.pid())?;
+        }
+    }
+    if view.own_ns() {
+        info!(
+            "pid {} is the init of a pid namespace: dumped with it",
+            tree[0].pid
+        );
+    }
     let live: Vec<Pid> = tree
         .iter()
         .filter(|p| p.zombie.is_none())
@@ -689,11 +703,15 @@ fn dump_tree(tree: &mut [SeizedProc], opts: &DumpOptions) -> Result<(Duration, u
     let mut ids_of = live
         .iter()
         .copied()
-        .zip(tree_ids.ids)
+        .zip(tree_ids.ids.into_iter().map(|ids| pb::TaskKobjIdsEntry {
+            pid_ns_id: Some(view.pid_ns_id()),
+            ..ids
+        }))
         .collect::<BTreeMap<_, _>>();
     let mut fd_tables_done = BTreeSet::new();
     for (n, proc) in tree.iter_mut().enumerate() {
         let pid = proc.pid;
+        let vpid = view.vpid(pid)?;
         if let Some(z) = &proc.zombie {
             // Only the exit status survives a zombie: CRIU's core has the state and the code.
             let core = pb::CoreEntry {
@@ -706,13 +724,14 @@ fn dump_tree(tree: &mut [SeizedProc], opts: &DumpOptions) -> Result<(Duration, u
                 }),
                 ..Default::default()
             };
-            cryo_image::write_single(dir, ImageKind::Core, Some(pid.0 as u64), &core)?;
+            cryo_image::write_single(dir, ImageKind::Core, Some(vpid.0 as u64), &core)?;
+            let (pgid, sid) = view.group_and_session(pid, z)?;
             pstree.push(pb::PstreeEntry {
-                pid: pid.0 as u32,
-                ppid: z.ppid as u32,
-                pgid: z.pgrp as u32,
-                sid: z.session as u32,
-                threads: vec![pid.0 as u32],
+                pid: vpid.0 as u32,
+                ppid: view.vpid(Pid(z.ppid))?.0 as u32,
+                pgid,
+                sid,
+                threads: vec![vpid.0 as u32],
             });
             continue;
         }
@@ -721,9 +740,13 @@ fn dump_tree(tree: &mut [SeizedProc], opts: &DumpOptions) -> Result<(Duration, u
         let via = proc.via();
         let stat = procfs::read_stat(pid)?;
         let status = procfs::read_status(via)?;
+        let (vpgid, vsid) = view.group_and_session(pid, &stat)?;
         // A session whose leader is gone is re-made at restore (W33); one led by a process
-        // outside the tree can only be the caller's (a shell job).
-        if !in_tree.contains(&stat.session)
+        // outside the tree can only be the caller's (a shell job), or, for a tree with its own
+        // pid namespace, the one the init was started in (it reads 0 inside).
+        let outside_own_ns = view.own_ns() && vsid == 0;
+        if !outside_own_ns
+            && !in_tree.contains(&stat.session)
             && !opts.shell_job
             && !session_is_ours(stat.session)
             && session_leader_alive(stat.session)
@@ -762,7 +785,13 @@ fn dump_tree(tree: &mut [SeizedProc], opts: &DumpOptions) -> Result<(Duration, u
         let inj = leader.injector()?;
         between_phases("injector")?;
         let sigactions = signals::dump_sigactions(inj)?;
-        let timers = timers::dump_timers(inj)?;
+        let mut timers = timers::dump_timers(inj)?;
+        // /proc names a timer's thread as cryo's namespace numbers it.
+        for t in timers.posix.iter_mut() {
+            if let Some(tid) = t.notify_thread_id.as_mut() {
+                *tid = view.vpid(Pid(*tid))?.0;
+            }
+        }
         let rlimits = task_attrs::dump_rlimits(inj)?;
         let child_subreaper = task_attrs::dump_thread_attrs(inj)?.child_subreaper;
         let brk = inj.syscall("read brk", libc::SYS_brk, &[0])?;
@@ -804,7 +833,7 @@ fn dump_tree(tree: &mut [SeizedProc], opts: &DumpOptions) -> Result<(Duration, u
         let inj = proc.threads.first_mut().map(|l| l.injector()).transpose()?;
         let mut memdump = memory::dump_memory(
             via,
-            pid.0 as u64,
+            vpid.0 as u64,
             &maps,
             inj,
             dir,
@@ -862,7 +891,7 @@ fn dump_tree(tree: &mut [SeizedProc], opts: &DumpOptions) -> Result<(Duration, u
                 thread_core: Some(d.core),
                 ..Default::default()
             };
-            cryo_image::write_single(dir, ImageKind::Core, Some(pid.0 as u64), &core)?;
+            cryo_image::write_single(dir, ImageKind::Core, Some(vpid.0 as u64), &core)?;
         }
         for (tid, t) in threads {
             let is_leader = tid == pid;
@@ -874,9 +903,9 @@ fn dump_tree(tree: &mut [SeizedProc], opts: &DumpOptions) -> Result<(Duration, u
                 thread_core: Some(t.core),
                 ..Default::default()
             };
-            cryo_image::write_single(dir, ImageKind::Core, Some(tid.0 as u64), &core)?;
+            cryo_image::write_single(dir, ImageKind::Core, Some(view.vpid(tid)?.0 as u64), &core)?;
         }
-        let id = Some(pid.0 as u64);
+        let id = Some(vpid.0 as u64);
         cryo_image::write_single(dir, ImageKind::Ids, id, &ids)?;
         cryo_image::write_single(dir, ImageKind::Mm, id, &memdump.mm)?;
         cryo_image::write_single(dir, ImageKind::Fs, id, &fs)?;
@@ -889,23 +918,24 @@ fn dump_tree(tree: &mut [SeizedProc], opts: &DumpOptions) -> Result<(Duration, u
             )?;
         }
         pstree.push(pb::PstreeEntry {
-            pid: pid.0 as u32,
+            pid: vpid.0 as u32,
             // The root's parent is outside the tree.
-            ppid: if n == 0 { 0 } else { stat.ppid as u32 },
-            pgid: stat.pgrp as u32,
-            sid: stat.session as u32,
+            ppid: if n == 0 {
+                0
+            } else {
+                view.vpid(Pid(stat.ppid))?.0 as u32
+            },
+            pgid: vpgid,
+            sid: vsid,
             // The leader first, dead or not.
             threads: proc
                 .dead_leader
                 .iter()
                 .map(|_| pid)
                 .chain(proc.threads.iter().map(|t| t.pid()))
-                .map(|t| t.0 as u32)
-                .collect(),
+                .map(|t| view.vpid(t).map(|v| v.0 as u32))
+                .collect::<Result<_>>()?,
         });
-        if n == 0 {
-            root_ids = Some(ids);
-        }
     }
     let shmem_pages = shmem.finish(dir)?;
     files.write_images(dir)?;
@@ -917,7 +947,7 @@ fn dump_tree(tree: &mut [SeizedProc], opts: &DumpOptions) -> Result<(Duration, u
         &pb::InventoryEntry {
             img_version: IMG_VERSION,
             fdinfo_per_id: Some(true),
-            root_ids,
+            root_ids: Some(view.root_ids()),
             ns_per_id: Some(true),
             lsmtype: Some(pb::Lsmtype::NoLsm as i32),
             dump_uptime: Some(uptime_ticks()),

@@ -54,6 +54,7 @@ pub mod error;
 pub mod files;
 pub mod kobj_ids;
 pub mod memory;
+pub mod pid_ns;
 pub mod remote;
 pub mod restore;
 pub mod signals;

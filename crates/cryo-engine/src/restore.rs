@@ -61,7 +61,9 @@ fn bad(image: &str, what: impl Into<String>) -> Error {
     }
 }
 
-fn read_images(dir: &Path) -> Result<Vec<TaskImages>> {
+/// The tasks of the images, parents first, and whether the tree has a pid namespace of its own
+/// (see `pid_ns`).
+fn read_images(dir: &Path) -> Result<(Vec<TaskImages>, bool)> {
     let inv: pb::InventoryEntry = cryo_image::read_single(dir, ImageKind::Inventory, None)?;
     if inv.img_version != 2 {
         return Err(bad(
@@ -168,7 +170,28 @@ fn read_images(dir: &Path) -> Result<Vec<TaskImages>> {
             ids,
         });
     }
-    Ok(out)
+    let own_pidns = crate::pid_ns::images_have_own_pidns(Some(&out[0].ids), inv.root_ids.as_ref());
+    if own_pidns {
+        if out[0].pstree.pid != 1 {
+            return Err(bad(
+                "pstree.img",
+                format!(
+                    "the root {} of a tree with its own pid namespace is not its init (pid 1)",
+                    out[0].pstree.pid
+                ),
+            ));
+        }
+        if let Some(t) = out
+            .iter()
+            .find(|t| t.zombie.is_none() && t.ids.pid_ns_id != out[0].ids.pid_ns_id)
+        {
+            return Err(Error::Unsupported(format!(
+                "pid {} in another pid namespace than the root's (nested pid namespaces)",
+                t.pstree.pid
+            )));
+        }
+    }
+    Ok((out, own_pidns))
 }
 
 /// The pages image must hold every page its pagemap lists.
@@ -225,7 +248,7 @@ fn find_hole(vmas: &[pb::VmaEntry]) -> Result<u64> {
 /// Restore the tree from `opts.images_dir`; the tasks are running when this returns.
 pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
     let dir = opts.images_dir.as_path();
-    let imgs = read_images(dir)?;
+    let (imgs, own_pidns) = read_images(dir)?;
     let root = Pid(imgs[0].pstree.pid as i32);
     let _span = info_span!("restore", pid = root.0).entered();
     let files = RegFiles::load(dir)?;
@@ -249,6 +272,7 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
         dir,
         opts,
         cpus: pin.saved(),
+        own_pidns,
     };
     let mut puppets = Vec::new();
     let res = restore_tree(&imgs, &env, &mut puppets);
@@ -265,8 +289,11 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
                 kill_puppets(&puppets);
                 return Err(e);
             }
-            info!("restored {} processes, root pid {root}", puppets.len());
-            Ok(Restored { root_pid: root.0 })
+            // The root as the caller can reach it (in a pid namespace of its own it is 1
+            // inside).
+            let root_pid = puppets.first().map_or(root.0, |p| p.pid.0);
+            info!("restored {} processes, root pid {root_pid}", puppets.len());
+            Ok(Restored { root_pid })
         }
         Err(e) => {
             kill_puppets(&puppets);
@@ -277,10 +304,13 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
 
 /// A process being restored: its leader's injector and its threads, held stopped.
 struct Puppet {
+    /// Its PID in cryo's pid namespace (for ptrace and /proc).
     pid: Pid,
+    /// Its PID in its own pid namespace: as the images and its own syscalls number it.
+    vpid: Pid,
     inj: Injector,
     template_xstate: Vec<u8>,
-    /// Non-leader threads created so far.
+    /// Non-leader threads created so far (cryo's numbers).
     threads: Vec<Pid>,
     /// Made a zombie again: nothing to release.
     zombie: bool,
@@ -297,12 +327,22 @@ fn kill_puppets(puppets: &[Puppet]) {
     for p in puppets.iter().rev().filter(|p| !p.gone) {
         let _ = cryo_sys::task::kill(p.pid, libc::SIGKILL);
     }
-    // Threads cryo traces report their end to cryo, and a process is not done until its
-    // threads are reaped: reap them first, or the wait for the root never ends.
+    // Tasks cryo traces report their end to cryo before their parent may reap them, and a
+    // process is not done until its threads are reaped, nor the init of a pid namespace until
+    // every other task of it is: take every traced end first, or the wait for the root never
+    // ends. (A task no longer traced, or already reaped, answers ECHILD at once.)
     for p in puppets.iter().filter(|p| !p.gone) {
         for &t in &p.threads {
             let _ = cryo_sys::task::wait_pid(t);
         }
+    }
+    for p in puppets
+        .iter()
+        .skip(1)
+        .rev()
+        .filter(|p| !p.gone && !p.leader_exited)
+    {
+        let _ = cryo_sys::task::wait_pid(p.pid);
     }
     // The root is cryo's child; the others are reaped by their parents or, once those are
     // gone, by whoever reaps orphans.
@@ -334,7 +374,8 @@ fn release_puppet(p: &Puppet, cpus: &[usize]) -> Result<()> {
 }
 
 /// Wait for a new puppet's first stop and take it over: ptrace options, signals blocked.
-fn adopt(pid: Pid, tramp: &Trampoline) -> Result<Puppet> {
+/// `pid` is its PID in cryo's pid namespace, `vpid` in its own.
+fn adopt(pid: Pid, vpid: Pid, tramp: &Trampoline) -> Result<Puppet> {
     match ptrace::wait(pid).task_ctx("wait for the new task", pid)? {
         WaitStatus::Stopped { .. } => {}
         other => {
@@ -364,6 +405,7 @@ fn adopt(pid: Pid, tramp: &Trampoline) -> Result<Puppet> {
     );
     Ok(Puppet {
         pid,
+        vpid,
         inj,
         template_xstate,
         threads: Vec::new(),
@@ -402,7 +444,7 @@ fn make_zombie(p: &Puppet, status: u32) -> Result<()> {
         // delivery stop came first and ended the remote syscall (then it is passed on).
         let first = match p.inj.task().syscall_raw(
             libc::SYS_tgkill,
-            &[pid.0 as u64, pid.0 as u64, u64::from(sig)],
+            &[p.vpid.0 as u64, p.vpid.0 as u64, u64::from(sig)],
         ) {
             Ok(_) => 0,
             Err(_) => sig as i32,
@@ -433,7 +475,8 @@ fn make_zombie(p: &Puppet, status: u32) -> Result<()> {
     Ok(())
 }
 
-/// Have `parent` create `tid` with clone3 (set_tid) and `flags`; returns the new task's TID.
+/// Have `parent` create `tid` (as the parent's pid namespace numbers it) with clone3 (set_tid)
+/// and `flags`; returns the new task's TID in cryo's namespace.
 fn remote_clone(parent: &Injector, tid: Pid, flags: u64, exit_signal: u64) -> Result<Pid> {
     const ARGS_OFF: u64 = 1024;
     const TID_OFF: u64 = 1024 + 128;
@@ -455,7 +498,8 @@ fn remote_clone(parent: &Injector, tid: Pid, flags: u64, exit_signal: u64) -> Re
             source: std::io::Error::from_raw_os_error(libc::EEXIST),
         });
     }
-    Ok(tid)
+    // The same task in cryo's namespace, from the fork event cryo's ptrace options report.
+    Ok(parent.task().last_new_task().unwrap_or(tid))
 }
 
 fn restore_tree(imgs: &[TaskImages], env: &PuppetEnv, puppets: &mut Vec<Puppet>) -> Result<()> {
@@ -501,6 +545,12 @@ fn restore_tree(imgs: &[TaskImages], env: &PuppetEnv, puppets: &mut Vec<Puppet>)
             .iter()
             .any(|t| t.zombie.is_none() && t.ids.files_id == img.ids.files_id);
         drive_puppet(&mut puppets[k], img, env, fill_fds)?;
+    }
+    // 3. A tree with its own pid namespace sees its PIDs in /proc, as a container does (the
+    //    puppets needed cryo's /proc until now).
+    if env.own_pidns {
+        let init = puppets.first().map(|p| p.pid).unwrap_or(Pid(0));
+        cryo_sys::pidns::mount_proc_of(init).task_ctx("mount /proc of the pid namespace", init)?;
     }
     Ok(())
 }
@@ -587,6 +637,12 @@ impl<'a, 'e> TreeBuilder<'a, 'e> {
             }
         };
         let (child, sid, pgid) = match creator {
+            None if self.env.own_pidns => {
+                // The init of a new pid namespace, PID 1 there (`read_images` checked the
+                // images say so); its session and group are outside it, 0 inside.
+                let c = puppet::spawn_puppet_in_new_pidns().map_err(in_use)?;
+                (c, 0, 0)
+            }
             None => {
                 let own = procfs::read_stat(Pid(std::process::id() as i32))?;
                 let c = puppet::spawn_puppet(Some(pid)).map_err(in_use)?;
@@ -601,7 +657,7 @@ impl<'a, 'e> TreeBuilder<'a, 'e> {
                 (c, self.sid[k], self.pgid[k])
             }
         };
-        let p = adopt(child, self.env.tramp)?;
+        let p = adopt(child, pid, self.env.tramp)?;
         self.puppets.push(p);
         self.sid.push(sid);
         self.pgid.push(pgid);
@@ -623,7 +679,7 @@ impl<'a, 'e> TreeBuilder<'a, 'e> {
         let imgs = self.imgs;
         let img = &imgs[i];
         let pid = img.pstree.pid;
-        let by_parent = creator.is_some_and(|k| self.puppets[k].pid.0 as u32 == img.pstree.ppid);
+        let by_parent = creator.is_some_and(|k| self.puppets[k].vpid.0 as u32 == img.pstree.ppid);
         let flags = if img.zombie.is_some() || creator.is_none() {
             0
         } else {
@@ -710,7 +766,7 @@ impl<'a, 'e> TreeBuilder<'a, 'e> {
         if self.imgs.iter().any(|t| t.pstree.pid == sess) {
             return Err(Error::Unsupported(format!(
                 "pid {} in session {sess} while its parent {} is not",
-                self.imgs[members[0]].pstree.pid, self.puppets[k].pid
+                self.imgs[members[0]].pstree.pid, self.puppets[k].vpid
             )));
         }
         debug!("re-making session {sess} whose leader is gone");
@@ -755,7 +811,7 @@ impl<'a, 'e> TreeBuilder<'a, 'e> {
 
     /// End helper `h` and have `reaper` (its parent) reap it.
     fn end_helper(&mut self, h: usize, reaper: usize) -> Result<()> {
-        let pid = self.puppets[h].pid;
+        let (pid, vpid) = (self.puppets[h].pid, self.puppets[h].vpid);
         // The exit_group never returns: the error is the task ending.
         let _ = self.inj(h).task().syscall_raw(libc::SYS_exit_group, &[0]);
         if procfs::read_stat(pid)
@@ -770,9 +826,9 @@ impl<'a, 'e> TreeBuilder<'a, 'e> {
             }
         }
         self.inj(reaper).syscall(
-            &format!("reap helper {pid}"),
+            &format!("reap helper {vpid}"),
             libc::SYS_wait4,
-            &[pid.0 as u64, 0, libc::__WALL as u64, 0],
+            &[vpid.0 as u64, 0, libc::__WALL as u64, 0],
         )?;
         self.puppets[h].gone = true;
         Ok(())
@@ -884,6 +940,8 @@ fn shared_with_parent(imgs: &[TaskImages], n: usize) -> Result<u64> {
 
 /// What a puppet is driven with, besides its images.
 struct PuppetEnv<'a> {
+    /// The tree has a pid namespace of its own: the root is made its init.
+    own_pidns: bool,
     files: &'a RegFiles,
     tramp: &'a Trampoline,
     /// A free place to park the vDSO while it moves.
@@ -904,7 +962,7 @@ fn restore_memory(
     env: &PuppetEnv,
     shm: &memory::SharedAnon,
 ) -> Result<()> {
-    let pid = pup.pid;
+    let (pid, vpid) = (pup.pid, pup.vpid);
     let PuppetEnv {
         files,
         tramp,
@@ -916,12 +974,12 @@ fn restore_memory(
     let inj = &pup.inj;
     let ctx = |what: &str, image: &str, e: Error| Error::Restore {
         what: what.to_string(),
-        pid,
+        pid: vpid,
         image: image.to_string(),
         source: Box::new(e),
     };
     let vdso = memory::restore_vdso(inj, &img.mm.vmas, temp_vdso)
-        .map_err(|e| ctx("vdso", &format!("mm-{pid}.img"), e))?;
+        .map_err(|e| ctx("vdso", &format!("mm-{vpid}.img"), e))?;
     let inherited = match parent {
         Some(p) => memory::Inherited {
             ranges: memory::inherited_vmas(&img.mm, Some(&p.mm)),
@@ -1009,9 +1067,15 @@ fn restore_memory(
         &inherited,
         PATH_OFF,
     )
-    .map_err(|e| ctx("memory", &format!("mm-{pid}.img and pagemap-{pid}.img"), e))?;
+    .map_err(|e| {
+        ctx(
+            "memory",
+            &format!("mm-{vpid}.img and pagemap-{vpid}.img"),
+            e,
+        )
+    })?;
     memory::restore_mm_fields(inj, &img.mm, exe_fd, PATH_OFF)
-        .map_err(|e| ctx("mm fields", &format!("mm-{pid}.img"), e))?;
+        .map_err(|e| ctx("mm fields", &format!("mm-{vpid}.img"), e))?;
     inj.syscall("close pages", libc::SYS_close, &[pages_fd])?;
     if let Some(fd) = exe_fd {
         inj.syscall("close executable", libc::SYS_close, &[fd])?;
@@ -1023,13 +1087,13 @@ fn restore_memory(
 /// Everything but the memory; the fds only when `fill_fds` (the first process of its fd
 /// table).
 fn drive_puppet(pup: &mut Puppet, img: &TaskImages, env: &PuppetEnv, fill_fds: bool) -> Result<()> {
-    let pid = pup.pid;
+    let (pid, vpid) = (pup.pid, pup.vpid);
     let PuppetEnv { files, tramp, .. } = *env;
-    let core_img = format!("core-{pid}.img");
+    let core_img = format!("core-{vpid}.img");
     let inj = &pup.inj;
     let ctx = |what: &str, image: &str, e: Error| Error::Restore {
         what: what.to_string(),
-        pid,
+        pid: vpid,
         image: image.to_string(),
         source: Box::new(e),
     };
@@ -1078,9 +1142,9 @@ fn drive_puppet(pup: &mut Puppet, img: &TaskImages, env: &PuppetEnv, fill_fds: b
         | libc::CLONE_SYSVSEM) as u64;
     let mut thread_injs = Vec::new();
     for (tid, _) in img.cores.iter().skip(1) {
-        remote_clone(inj, *tid, THREAD_FLAGS, 0)?;
-        pup.threads.push(*tid);
-        thread_injs.push(adopt(*tid, tramp)?);
+        let t = remote_clone(inj, *tid, THREAD_FLAGS, 0)?;
+        pup.threads.push(t);
+        thread_injs.push(adopt(t, *tid, tramp)?);
     }
     let inj = &pup.inj;
     for (t, (tid, core)) in thread_injs.iter().zip(img.cores.iter().skip(1)) {
@@ -1093,7 +1157,7 @@ fn drive_puppet(pup: &mut Puppet, img: &TaskImages, env: &PuppetEnv, fill_fds: b
             .map_err(|e| ctx("file descriptors", "fdinfo/files.img", e))?;
     }
     task_attrs::restore_fs(inj, &img.fs, files)
-        .map_err(|e| ctx("cwd and root", &format!("fs-{pid}.img"), e))?;
+        .map_err(|e| ctx("cwd and root", &format!("fs-{vpid}.img"), e))?;
     if let Some(adj) = tc.oom_score_adj {
         restore_oom_score_adj(pid, adj)?;
     }
@@ -1121,7 +1185,7 @@ fn drive_puppet(pup: &mut Puppet, img: &TaskImages, env: &PuppetEnv, fill_fds: b
     // Queued signals, all sent by the leader (a sender other than the target process's
     // leader may not forge si_code >= 0).
     if let Some(q) = &tc.signals_s {
-        signals::restore_pending(inj, pid, q, true)
+        signals::restore_pending(inj, vpid, vpid, q, true)
             .map_err(|e| ctx("pending signals", &core_img, e))?;
     }
     for (tid, core) in &img.cores {
@@ -1130,7 +1194,7 @@ fn drive_puppet(pup: &mut Puppet, img: &TaskImages, env: &PuppetEnv, fill_fds: b
             .as_ref()
             .and_then(|th| th.signals_p.as_ref())
         {
-            signals::restore_pending(inj, *tid, q, false)
+            signals::restore_pending(inj, vpid, *tid, q, false)
                 .map_err(|e| ctx("pending signals", &format!("core-{tid}.img"), e))?;
         }
     }
@@ -1142,8 +1206,8 @@ fn drive_puppet(pup: &mut Puppet, img: &TaskImages, env: &PuppetEnv, fill_fds: b
         t.inj
             .task()
             .syscall_to_exit_stop(libc::SYS_getpid, &[])
-            .task_ctx("last syscall", *tid)?;
-        set_final_state(*tid, core, &t.template_xstate, &format!("core-{tid}.img"))?;
+            .task_ctx("last syscall", t.pid)?;
+        set_final_state(t.pid, core, &t.template_xstate, &format!("core-{tid}.img"))?;
     }
     if leader_exits {
         // The leader exits through the trampoline; then a thread that lives on unmaps it.
@@ -1152,8 +1216,8 @@ fn drive_puppet(pup: &mut Puppet, img: &TaskImages, env: &PuppetEnv, fill_fds: b
         t.inj
             .task()
             .syscall_to_exit_stop(libc::SYS_munmap, &[tramp.start(), tramp.len()])
-            .task_ctx("unmap the trampoline", *tid)?;
-        return set_final_state(*tid, core, &t.template_xstate, &format!("core-{tid}.img"));
+            .task_ctx("unmap the trampoline", t.pid)?;
+        return set_final_state(t.pid, core, &t.template_xstate, &format!("core-{tid}.img"));
     }
 
     // The end: the trampoline unmaps itself; at that syscall's exit the task becomes the dumped

@@ -141,14 +141,15 @@ pub fn dump_pending(pid: Pid, shared: bool) -> Result<pb::SignalQueueEntry> {
 }
 
 /// Queue `q` again for thread `tid` (or, `shared`, for the process) of the puppet whose leader
-/// is behind `inj` (all signals must be blocked in it).
+/// is behind `inj` (all signals must be blocked in it). `pid` and `tid` are the numbers the
+/// puppet sees (its own pid namespace's).
 pub fn restore_pending(
     inj: &Injector,
+    pid: Pid,
     tid: Pid,
     q: &pb::SignalQueueEntry,
     shared: bool,
 ) -> Result<()> {
-    let pid = inj.pid();
     for si in &q.signals {
         let mut info = si.siginfo.clone();
         info.resize(128, 0);

@@ -74,6 +74,79 @@ pub fn fork_into_new_pidns() -> io::Result<Forked> {
     })
 }
 
+/// Mount a /proc of `init`'s pid namespace over /proc in `init`'s mount namespace (a restored
+/// tree with a pid namespace of its own, once nothing of the restore needs the caller's /proc
+/// there any more). A child of the caller joins both namespaces and forks; that grandchild,
+/// inside the pid namespace for the moment it lives, mounts. Children make raw syscalls only:
+/// the caller may have threads.
+pub fn mount_proc_of(init: Pid) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let pidfd = crate::task::pidfd_open(init)?;
+    let fd = pidfd.as_raw_fd();
+    let proc_ = c"/proc";
+    let kind = c"proc";
+    let args = CloneArgs {
+        exit_signal: libc::SIGCHLD as u64,
+        ..Default::default()
+    };
+    let size = std::mem::size_of::<CloneArgs>();
+    // SAFETY: args is a valid clone_args of the size passed; without CLONE_VM the child has a
+    // copy of our memory and makes raw syscalls only, then exit_group: it never returns.
+    let child = check(unsafe { libc::syscall(libc::SYS_clone3, &args as *const CloneArgs, size) })?;
+    if child == 0 {
+        // SAFETY: raw syscalls on integers, on `args` (still valid in our copy of the memory)
+        // and on NUL-terminated strings that live as long as the process; every path ends in
+        // exit_group.
+        unsafe {
+            if libc::syscall(libc::SYS_setns, fd, libc::CLONE_NEWNS | libc::CLONE_NEWPID) != 0 {
+                libc::syscall(libc::SYS_exit_group, 10);
+            }
+            let gc = libc::syscall(libc::SYS_clone3, &args as *const CloneArgs, size);
+            if gc == 0 {
+                let rc = libc::syscall(
+                    libc::SYS_mount,
+                    kind.as_ptr(),
+                    proc_.as_ptr(),
+                    kind.as_ptr(),
+                    libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                    std::ptr::null::<libc::c_void>(),
+                );
+                libc::syscall(libc::SYS_exit_group, if rc == 0 { 0 } else { 12 });
+            }
+            if gc < 0 {
+                libc::syscall(libc::SYS_exit_group, 11);
+            }
+            let mut status: libc::c_int = 0;
+            while libc::syscall(
+                libc::SYS_wait4,
+                gc,
+                &mut status as *mut libc::c_int,
+                0,
+                std::ptr::null::<libc::c_void>(),
+            ) < 0
+            {}
+            let code = if libc::WIFEXITED(status) {
+                libc::WEXITSTATUS(status)
+            } else {
+                13
+            };
+            libc::syscall(libc::SYS_exit_group, code);
+        }
+    }
+    let status = crate::task::wait_pid(Pid(child as i32))?;
+    match exit_code(status) {
+        0 => Ok(()),
+        10 => Err(io::Error::other(
+            "join the pid and mount namespaces of the init",
+        )),
+        11 => Err(io::Error::other("fork into the pid namespace")),
+        12 => Err(io::Error::other("mount proc on /proc")),
+        c => Err(io::Error::other(format!(
+            "the mounting child ended with {c}"
+        ))),
+    }
+}
+
 /// In the child: make every mount private (nothing propagates back to the caller's
 /// namespace) and mount a /proc of the new pid namespace on /proc.
 pub fn mount_own_proc() -> io::Result<()> {

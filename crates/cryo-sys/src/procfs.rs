@@ -304,6 +304,13 @@ pub struct Status {
     pub threads: u32,
     /// Thread-group ID.
     pub tgid: i32,
+    /// The task's PID in each pid namespace from the one of this /proc down to its own
+    /// (`NSpid`; 0 where the kernel shows none).
+    pub ns_pid: Vec<i32>,
+    /// Its process group, likewise (`NSpgid`; 0 in a namespace where the group is not seen).
+    pub ns_pgid: Vec<i32>,
+    /// Its session, likewise (`NSsid`).
+    pub ns_sid: Vec<i32>,
 }
 
 /// Parse /proc/PID/status.
@@ -324,6 +331,11 @@ pub fn parse_status(text: &str, path: &str) -> Result<Status, ProcError> {
             n.try_into().map_err(|_| bad())
         };
         let hex = |v: &str| u64::from_str_radix(v, 16).map_err(|_| bad());
+        let pids = |v: &str| -> Result<Vec<i32>, ProcError> {
+            v.split_whitespace()
+                .map(|x| x.parse::<i32>().map_err(|_| bad()))
+                .collect()
+        };
         match key {
             "Uid" => st.uids = ids(val)?,
             "Gid" => st.gids = ids(val)?,
@@ -344,6 +356,9 @@ pub fn parse_status(text: &str, path: &str) -> Result<Status, ProcError> {
             "Umask" => st.umask = u32::from_str_radix(val, 8).map_err(|_| bad())?,
             "Threads" => st.threads = val.parse().map_err(|_| bad())?,
             "Tgid" => st.tgid = val.parse().map_err(|_| bad())?,
+            "NSpid" => st.ns_pid = pids(val)?,
+            "NSpgid" => st.ns_pgid = pids(val)?,
+            "NSsid" => st.ns_sid = pids(val)?,
             _ => {}
         }
     }

@@ -63,6 +63,22 @@ pub fn cont(pid: Pid, sig: i32) -> io::Result<()> {
     Ok(())
 }
 
+/// `PTRACE_GETEVENTMSG`: at a fork, vfork or clone event stop, the new task's PID as cryo's
+/// pid namespace numbers it.
+pub fn get_event_msg(pid: Pid) -> io::Result<u64> {
+    let mut msg: libc::c_ulong = 0;
+    // SAFETY: the data argument points at a c_ulong the kernel writes the message to.
+    check(unsafe {
+        libc::ptrace(
+            libc::PTRACE_GETEVENTMSG,
+            pid.0,
+            0,
+            &mut msg as *mut libc::c_ulong,
+        )
+    })?;
+    Ok(msg)
+}
+
 /// `PTRACE_SYSCALL`: resume until the next syscall entry or exit.
 pub fn syscall(pid: Pid, sig: i32) -> io::Result<()> {
     // SAFETY: the data argument is a signal number.

@@ -28,8 +28,40 @@ pub(crate) struct CloneArgs {
 /// Create a puppet at PID `pid` (or any PID if `None`), stopped under cryo's ptrace with SIGSTOP
 /// pending. Returns the PID; the caller must `wait` for the stop.
 pub fn spawn_puppet(pid: Option<Pid>) -> io::Result<Pid> {
+    spawn(pid, 0)
+}
+
+/// Create a puppet that is the init (PID 1) of a new pid namespace, otherwise as
+/// [`spawn_puppet`]. It gets a private copy of cryo's mounts, where the restore mounts a /proc
+/// of the new pid namespace once done ([`crate::pidns::mount_proc_of`]; until then the puppets
+/// reach cryo's files through the /proc they share with cryo). Returns its PID in cryo's namespace. (Its SIGSTOP to itself reaches it
+/// although an init ignores signals it has no handler for: a traced task ignores none.)
+pub fn spawn_puppet_in_new_pidns() -> io::Result<Pid> {
+    spawn(None, (libc::CLONE_NEWPID | libc::CLONE_NEWNS) as u64)
+}
+
+/// In a new puppet with a mount namespace of its own: every mount private, so that nothing
+/// mounted in it later shows in cryo's. Raw syscalls only (see the module doc).
+fn make_mounts_private_raw() -> bool {
+    let root = c"/";
+    // SAFETY: a plain mount(2) syscall with a NUL-terminated string that outlives it and null
+    // source, type and data.
+    unsafe {
+        libc::syscall(
+            libc::SYS_mount,
+            std::ptr::null::<libc::c_char>(),
+            root.as_ptr(),
+            std::ptr::null::<libc::c_char>(),
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null::<libc::c_void>(),
+        ) == 0
+    }
+}
+
+fn spawn(pid: Option<Pid>, flags: u64) -> io::Result<Pid> {
     let tid: [i32; 1] = [pid.map(|p| p.0).unwrap_or(0)];
     let args = CloneArgs {
+        flags,
         exit_signal: libc::SIGCHLD as u64,
         set_tid: if pid.is_some() {
             tid.as_ptr() as u64
@@ -54,6 +86,10 @@ pub fn spawn_puppet(pid: Option<Pid>) -> io::Result<Pid> {
     }
     if rc == 0 {
         // The child: raw syscalls only.
+        if flags & libc::CLONE_NEWNS as u64 != 0 && !make_mounts_private_raw() {
+            // SAFETY: exit_group never returns.
+            unsafe { libc::syscall(libc::SYS_exit_group, 126) };
+        }
         // SAFETY: plain syscalls with integer arguments; exit_group never returns.
         unsafe {
             libc::syscall(libc::SYS_ptrace, libc::PTRACE_TRACEME, 0, 0, 0);

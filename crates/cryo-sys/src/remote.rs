@@ -11,6 +11,7 @@
 use crate::ptrace::{self, Regs, WaitStatus};
 use crate::types::{Pid, RemoteAddr};
 use std::io;
+use std::sync::atomic::{AtomicI32, Ordering};
 
 /// A traced task that is stopped and can run injected syscalls.
 #[derive(Debug)]
@@ -18,6 +19,9 @@ pub struct RemoteTask {
     pid: Pid,
     base: Regs,
     syscall_ip: RemoteAddr,
+    /// The task the last injected fork or clone created, as cryo's pid namespace numbers it
+    /// (0: none). The syscall's own result is the number in the caller's namespace.
+    new_task: AtomicI32,
 }
 
 /// The status a syscall stop reports with `PTRACE_O_TRACESYSGOOD`.
@@ -32,6 +36,7 @@ impl RemoteTask {
             pid,
             base,
             syscall_ip,
+            new_task: AtomicI32::new(0),
         }
     }
 
@@ -66,6 +71,7 @@ impl RemoteTask {
         regs.r8 = a(4);
         regs.r9 = a(5);
         ptrace::set_regs(self.pid, &regs)?;
+        self.new_task.store(0, Ordering::Relaxed);
         self.step_to_syscall_stop()?;
         self.step_to_syscall_stop()?;
         let out = ptrace::get_regs(self.pid)?;
@@ -79,6 +85,16 @@ impl RemoteTask {
             return Err(io::Error::from_raw_os_error((-rc) as i32));
         }
         Ok(rc as u64)
+    }
+
+    /// The task that the last injected fork, vfork or clone created, by its PID in cryo's pid
+    /// namespace (taken from the ptrace event stop on the way; the traced task must have
+    /// `PTRACE_O_TRACEFORK`/`TRACECLONE` set). `None` if it made none.
+    pub fn last_new_task(&self) -> Option<Pid> {
+        match self.new_task.load(Ordering::Relaxed) {
+            0 => None,
+            p => Some(Pid(p)),
+        }
     }
 
     /// Put the task's base registers back (it will carry on from them when released).
@@ -99,6 +115,16 @@ impl RemoteTask {
                 WaitStatus::Stopped {
                     sig: SYSCALL_STOP, ..
                 } => return Ok(()),
+                // The syscall made a task: note its PID as cryo sees it.
+                WaitStatus::Stopped {
+                    event:
+                        libc::PTRACE_EVENT_FORK | libc::PTRACE_EVENT_VFORK | libc::PTRACE_EVENT_CLONE,
+                    ..
+                } => {
+                    let new = ptrace::get_event_msg(self.pid)?;
+                    self.new_task.store(new as i32, Ordering::Relaxed);
+                    ptrace::syscall(self.pid, 0)?;
+                }
                 // A group-stop or interrupt notification while we drive the task: keep going.
                 WaitStatus::Stopped { sig, event } if event != 0 || sig == libc::SIGSTOP => {
                     ptrace::syscall(self.pid, 0)?;

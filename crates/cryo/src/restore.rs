@@ -8,6 +8,9 @@
 //! went through a pipe, then stays as the namespace's init ([`cryo_sys::pidns::run_init`]):
 //! it reaps orphans, passes SIGTERM/SIGINT/SIGHUP to the root task and exits with the root's
 //! status, which the waiting cryo (without `-d`) gives as its own.
+//!
+//! A tree dumped with its own pid namespace is always restored into a new one, with its root
+//! as the namespace's init (see `cryo_engine::pid_ns`); `--new-pidns` changes nothing then.
 
 use crate::cli::RestoreArgs;
 use crate::Paths;
@@ -35,7 +38,17 @@ pub fn run(args: &RestoreArgs, paths: &Paths) -> anyhow::Result<u8> {
         shell_job: args.shell_job,
     };
     if args.new_pidns {
-        return restore_in_new_pidns(&opts, args, pidfile.as_deref());
+        // A tree dumped with its own pid namespace gets a new one anyway, its root as init.
+        if cryo_engine::pid_ns::images_in_have_own_pidns(&opts.images_dir)
+            .with_context(|| format!("read {}", opts.images_dir.display()))?
+        {
+            tracing::info!(
+                "the images hold a pid namespace of their own: its init is the root, \
+                 --new-pidns adds nothing"
+            );
+        } else {
+            return restore_in_new_pidns(&opts, args, pidfile.as_deref());
+        }
     }
     tracing::info!("restoring from {}", opts.images_dir.display());
     let restored = cryo_engine::restore(&opts)

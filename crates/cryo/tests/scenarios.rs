@@ -18,6 +18,12 @@
 //! - `leave_running`: `cryo dump -R`, the original must still run (not stopped) and PASS after
 //!   SIGTERM, then the images are restored, SIGTERM, verdict;
 //! - `iterations`: three dump+restore cycles, then SIGTERM, verdict.
+//! - `new_pidns`: `cryo dump`, `cryo restore -d --new-pidns`: the restored task must have its
+//!   PID inside a new pid namespace whose init is cryo's; SIGTERM, verdict.
+//! - `pidns_init`: the scenario runs as the init (PID 1, session leader) of a pid namespace of
+//!   its own (`spawn --pidns`) and is dumped with it; `cryo restore -d` must make it PID 1 of a
+//!   new namespace, with the rest of its tree inside at their PIDs; that restored namespace is
+//!   dumped and restored once more; SIGTERM, verdict.
 //!
 //! After every dump each file of the images directory must be mode 0600 and every `*.img` but
 //! `pages-*.img` must survive `crit decode | crit encode` (Debian's `/usr/bin/crit`): byte for
@@ -88,6 +94,7 @@ enum Mode {
     LeaveRunning,
     Iterations,
     NewPidns,
+    PidnsInit,
 }
 
 impl Mode {
@@ -97,6 +104,7 @@ impl Mode {
             "leave_running" => Mode::LeaveRunning,
             "iterations" => Mode::Iterations,
             "new_pidns" => Mode::NewPidns,
+            "pidns_init" => Mode::PidnsInit,
             other => panic!("unknown mode {other}"),
         }
     }
@@ -107,6 +115,7 @@ impl Mode {
             Mode::LeaveRunning => "leave_running",
             Mode::Iterations => "iterations",
             Mode::NewPidns => "new_pidns",
+            Mode::PidnsInit => "pidns_init",
         }
     }
 }
@@ -348,6 +357,9 @@ impl Case {
         if self.spec.needs_tty() {
             cmd.arg("--pty");
         }
+        if self.mode == Mode::PidnsInit {
+            cmd.arg("--pidns");
+        }
         if self.spec.source.ends_with(".py") {
             cmd.arg(python());
         }
@@ -362,9 +374,27 @@ impl Case {
         let child = cmd
             .spawn()
             .map_err(|e| format!("start {}: {e}", self.program.display()))?;
-        let pid = child.id() as i32;
+        let mut pid = child.id() as i32;
         self.original = Some(child);
         self.pids.push(pid);
+        if self.mode == Mode::PidnsInit {
+            // The scenario is spawn's only child, the init of the new namespace.
+            let wrapper = pid;
+            let start = Instant::now();
+            pid = loop {
+                let kids = fs::read_to_string(format!("/proc/{wrapper}/task/{wrapper}/children"))
+                    .unwrap_or_default();
+                if let Some(p) = kids.split_whitespace().next().and_then(|p| p.parse().ok()) {
+                    break p;
+                }
+                if start.elapsed() > READY_TIMEOUT {
+                    return Err(format!("spawn --pidns (pid {wrapper}) started no init"));
+                }
+                sleep(Duration::from_millis(10));
+            };
+            self.pids.push(pid);
+            self.check_pidns_init(pid)?;
+        }
         self.note(format!(
             "started {} {:?} as pid {pid}",
             self.program.display(),
@@ -535,6 +565,30 @@ impl Case {
             "restored as pid {original} in a new pid namespace (here {global}, init {ppid})"
         ));
         Ok(ppid)
+    }
+
+    /// `pid` (a PID here) must be PID 1 of a pid namespace other than ours.
+    fn check_pidns_init(&mut self, pid: i32) -> Res<()> {
+        let status = fs::read_to_string(format!("/proc/{pid}/status"))
+            .map_err(|e| format!("pid {pid}: {e}"))?;
+        let nspid: Vec<i32> = status
+            .lines()
+            .find_map(|l| l.strip_prefix("NSpid:"))
+            .map(|v| {
+                v.split_whitespace()
+                    .filter_map(|x| x.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if nspid != [pid, 1] {
+            return Err(format!("pid {pid} has NSpid {nspid:?}, want [{pid}, 1]"));
+        }
+        let ns = |p: &str| fs::read_link(p).map_err(|e| format!("{p}: {e}"));
+        if ns(&format!("/proc/{pid}/ns/pid"))? == ns("/proc/self/ns/pid")? {
+            return Err(format!("pid {pid} is in our pid namespace"));
+        }
+        self.note(format!("pid {pid} is the init of its own pid namespace"));
+        Ok(())
     }
 
     /// The raw wait status of restored `pid`, recorded by the last reaper.
@@ -979,6 +1033,20 @@ fn run_case(case: &mut Case) -> Res<Outcome> {
             let (v, st) = case.finish_restored_via(restored, init)?;
             case.check_verdict("restored task", v, st)?;
         }
+        Mode::PidnsInit => {
+            // Dumped from the namespace spawn made, then from the one the restore made.
+            let mut current = pid;
+            for i in 1..=2 {
+                let images = case.dump(current, false)?;
+                case.wait_dumped_gone(current)?;
+                case.check_images(&images)?;
+                current = case.restore(&images)?;
+                case.check_pidns_init(current)?;
+                case.note(format!("pid namespace round {i} done"));
+            }
+            let (v, st) = case.finish_restored(current)?;
+            case.check_verdict("restored task", v, st)?;
+        }
         Mode::Iterations => {
             let mut current = pid;
             for i in 1..=ITERATIONS {
@@ -1061,12 +1129,12 @@ macro_rules! scenario_tests {
 }
 
 scenario_tests! {
-    counter: "counter.c" => [plain, leave_running, iterations, new_pidns];
+    counter: "counter.c" => [plain, leave_running, iterations, new_pidns, pidns_init];
     heap_hash: "heap_hash.c" => [plain, leave_running, iterations];
     file_mappings: "file_mappings.c" => [plain, leave_running, iterations];
     shm_anon: "shm_anon.c" => [plain, leave_running, iterations];
     avx_register: "avx_register.c" => [plain, leave_running, iterations];
-    signals: "signals.c" => [plain, leave_running, iterations, new_pidns];
+    signals: "signals.c" => [plain, leave_running, iterations, new_pidns, pidns_init];
     timers: "timers.c" => [plain, leave_running, iterations];
     blocked_nanosleep: "blocked_syscalls.c" ["nanosleep"] => [plain, leave_running, iterations];
     blocked_futex: "blocked_syscalls.c" ["futex"] => [plain, leave_running, iterations];
@@ -1078,10 +1146,10 @@ scenario_tests! {
     // Not leave_running: the original keeps appending to the log after the dump, so a copy
     // restored from that dump cannot find its log as it left it.
     python: "python.py" => [plain, iterations];
-    tree: "tree.c" => [plain, leave_running, iterations, new_pidns];
+    tree: "tree.c" => [plain, leave_running, iterations, new_pidns, pidns_init];
     cow: "cow.c" => [plain, leave_running, iterations, new_pidns];
     shared_tables: "shared_tables.c" => [plain, leave_running, iterations];
-    sessions: "sessions.c" => [plain, leave_running, iterations, new_pidns];
+    sessions: "sessions.c" => [plain, leave_running, iterations, new_pidns, pidns_init];
     open_files: "open_files.c" => [plain, leave_running, iterations];
     dead_leader: "dead_leader.c" => [plain, leave_running, iterations];
     unix_sockets: "unix_sockets.c" => [plain, leave_running, iterations, new_pidns];

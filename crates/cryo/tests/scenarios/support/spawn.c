@@ -11,13 +11,21 @@
  * in a session of its own holds the master side open, so the terminal outlives a checkpoint of
  * the scenario and a restored copy can open it again; it leaves when $CRYO_SCENARIO_TMP goes
  * away (the harness removes it) or after an hour.
+ *
+ * spawn --pidns CMD [ARGS...]: CMD runs as the init (PID 1) of a new pid namespace, session
+ * leader there, with a private copy of the mounts and a /proc of its namespace (as a container
+ * has); this process stays outside as its parent, waits for it and exits with its exit
+ * code (128 + the signal if a signal ended it). The harness finds the init as its only child.
  */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -71,8 +79,8 @@ static int setup_pty(void)
 
 int main(int argc, char **argv)
 {
-	if (argc < 2 || (argc < 3 && !strcmp(argv[1], "--pty"))) {
-		fprintf(stderr, "usage: spawn [--pty] CMD [ARGS...]\n");
+	if (argc < 2 || (argc < 3 && (!strcmp(argv[1], "--pty") || !strcmp(argv[1], "--pidns")))) {
+		fprintf(stderr, "usage: spawn [--pty|--pidns] CMD [ARGS...]\n");
 		return 2;
 	}
 	if (syscall(SYS_close_range, 3U, ~0U, 0U)) {
@@ -82,6 +90,35 @@ int main(int argc, char **argv)
 	int pty = !strcmp(argv[1], "--pty");
 	if (pty)
 		argv++;
+	if (!strcmp(argv[1], "--pidns")) {
+		argv++;
+		if (unshare(CLONE_NEWPID | CLONE_NEWNS)) {
+			perror("spawn: unshare(CLONE_NEWPID | CLONE_NEWNS)");
+			return 2;
+		}
+		pid_t init = fork();
+		if (init < 0) {
+			perror("spawn: fork");
+			return 2;
+		}
+		if (init > 0) {
+			int status;
+			while (waitpid(init, &status, 0) < 0) {
+				if (errno != EINTR) {
+					perror("spawn: waitpid");
+					return 2;
+				}
+			}
+			if (WIFSIGNALED(status))
+				return 128 + WTERMSIG(status);
+			return WEXITSTATUS(status);
+		}
+		if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) ||
+		    mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL)) {
+			perror("spawn: mount /proc");
+			return 2;
+		}
+	}
 	if (setsid() < 0) {
 		perror("spawn: setsid");
 		return 2;
