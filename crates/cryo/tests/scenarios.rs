@@ -1152,6 +1152,7 @@ scenario_tests! {
     sessions: "sessions.c" => [plain, leave_running, iterations, new_pidns, pidns_init];
     open_files: "open_files.c" => [plain, leave_running, iterations];
     dead_leader: "dead_leader.c" => [plain, leave_running, iterations];
+    clone_vm: "clone_vm.c" => [plain, leave_running, iterations, pidns_init];
 }
 
 // ---------------------------------------------------------------------------------------------
