@@ -690,16 +690,6 @@ fn dump_tree(tree: &mut [SeizedProc], opts: &DumpOptions) -> Result<(Duration, u
         tree_ids.kcmp_calls,
         live.len()
     );
-    // Restore cannot share an address space between processes yet: refuse before anything
-    // is written (a vfork child that has not exec'd yet, clone(CLONE_VM) without a thread).
-    for (i, a) in tree_ids.ids.iter().enumerate() {
-        if let Some(j) = tree_ids.ids[..i].iter().position(|b| b.vm_id == a.vm_id) {
-            return Err(Error::Unsupported(format!(
-                "pid {} sharing its address space with pid {} (CLONE_VM without CLONE_THREAD)",
-                live[i], live[j]
-            )));
-        }
-    }
     let mut ids_of = live
         .iter()
         .copied()

@@ -530,7 +530,12 @@ fn restore_tree(imgs: &[TaskImages], env: &PuppetEnv, puppets: &mut Vec<Puppet>)
         }
     }
     // 2. Each process becomes the rest of its dumped self. A shared fd table is filled by the
-    //    first process that has it.
+    //    first process that has it; the trampoline of a shared address space is unmapped by
+    //    the last.
+    let mut last_of_vm = BTreeMap::new();
+    for (n, img) in imgs.iter().enumerate().filter(|(_, t)| t.zombie.is_none()) {
+        last_of_vm.insert(img.ids.vm_id, n);
+    }
     for (n, (img, k)) in imgs.iter().zip(&slot).enumerate() {
         let Some(k) = *k else {
             return Err(bad(
@@ -544,7 +549,8 @@ fn restore_tree(imgs: &[TaskImages], env: &PuppetEnv, puppets: &mut Vec<Puppet>)
         let fill_fds = !imgs[..n]
             .iter()
             .any(|t| t.zombie.is_none() && t.ids.files_id == img.ids.files_id);
-        drive_puppet(&mut puppets[k], img, env, fill_fds)?;
+        let unmap = img.ids.vm_id == 0 || last_of_vm.get(&img.ids.vm_id) == Some(&n);
+        drive_puppet(&mut puppets[k], img, env, fill_fds, unmap)?;
     }
     // 3. A tree with its own pid namespace sees its PIDs in /proc, as a container does (the
     //    puppets needed cryo's /proc until now).
@@ -703,7 +709,8 @@ impl<'a, 'e> TreeBuilder<'a, 'e> {
             )?;
             task_attrs::unregister_inherited_rseq(self.inj(k))?;
         }
-        if img.zombie.is_none() {
+        // A process that shares its parent's address space has it, restored, already.
+        if img.zombie.is_none() && flags & libc::CLONE_VM as u64 == 0 {
             restore_memory(&self.puppets[k], img, inherit, self.env, self.shm)?;
         }
         let born_in = self.sid[k];
@@ -910,9 +917,10 @@ impl<'a, 'e> TreeBuilder<'a, 'e> {
     }
 }
 
-/// The clone flags that make process `n` share its parent's fd table (CLONE_FILES) and
-/// fs (CLONE_FS) as dumped. Sharing with any other process cannot be made by a fork and is
-/// refused, as is a shared address space (CLONE_VM without CLONE_THREAD).
+/// The clone flags that make process `n` share its parent's fd table (CLONE_FILES), fs
+/// (CLONE_FS), address space (CLONE_VM without CLONE_THREAD) and signal handlers
+/// (CLONE_SIGHAND) as dumped. Sharing with any other process cannot be made by a fork and is
+/// refused.
 fn shared_with_parent(imgs: &[TaskImages], n: usize) -> Result<u64> {
     let img = &imgs[n];
     let pid = img.pstree.pid;
@@ -920,13 +928,23 @@ fn shared_with_parent(imgs: &[TaskImages], n: usize) -> Result<u64> {
     let parent = live_before().find(|t| t.pstree.pid == img.pstree.ppid);
     let mut flags = 0;
     type IdOf = fn(&pb::TaskKobjIdsEntry) -> u32;
-    let kinds: [(&str, IdOf, u64); 3] = [
+    let kinds: [(&str, IdOf, u64); 4] = [
         ("fd table", |i| i.files_id, libc::CLONE_FILES as u64),
         ("fs (cwd, root, umask)", |i| i.fs_id, libc::CLONE_FS as u64),
-        ("address space", |i| i.vm_id, 0),
+        ("address space", |i| i.vm_id, libc::CLONE_VM as u64),
+        // The kernel shares handlers only along with the address space.
+        (
+            "signal handlers",
+            |i| i.sighand_id,
+            libc::CLONE_SIGHAND as u64,
+        ),
     ];
     for (what, id, flag) in kinds {
-        if parent.is_some_and(|p| id(&p.ids) == id(&img.ids)) && flag != 0 {
+        // Old images have no ids: 0 is no object.
+        if id(&img.ids) == 0 {
+            continue;
+        }
+        if parent.is_some_and(|p| id(&p.ids) == id(&img.ids)) {
             flags |= flag;
         } else if let Some(other) = live_before().find(|t| id(&t.ids) == id(&img.ids)) {
             return Err(Error::Unsupported(format!(
@@ -1086,7 +1104,15 @@ fn restore_memory(
 
 /// Everything but the memory; the fds only when `fill_fds` (the first process of its fd
 /// table).
-fn drive_puppet(pup: &mut Puppet, img: &TaskImages, env: &PuppetEnv, fill_fds: bool) -> Result<()> {
+/// `unmap_trampoline`: the last process of its address space unmaps cryo's trampoline; the
+/// others end, as their other threads do, at a harmless syscall.
+fn drive_puppet(
+    pup: &mut Puppet,
+    img: &TaskImages,
+    env: &PuppetEnv,
+    fill_fds: bool,
+    unmap_trampoline: bool,
+) -> Result<()> {
     let (pid, vpid) = (pup.pid, pup.vpid);
     let PuppetEnv { files, tramp, .. } = *env;
     let core_img = format!("core-{vpid}.img");
@@ -1209,14 +1235,23 @@ fn drive_puppet(pup: &mut Puppet, img: &TaskImages, env: &PuppetEnv, fill_fds: b
             .task_ctx("last syscall", t.pid)?;
         set_final_state(t.pid, core, &t.template_xstate, &format!("core-{tid}.img"))?;
     }
+    let (last_nr, last_args, last_what) = if unmap_trampoline {
+        (
+            libc::SYS_munmap,
+            [tramp.start(), tramp.len()],
+            "unmap the trampoline",
+        )
+    } else {
+        (libc::SYS_getpid, [0, 0], "last syscall")
+    };
     if leader_exits {
         // The leader exits through the trampoline; then a thread that lives on unmaps it.
         let (t, (tid, core)) = first.ok_or_else(|| bad(&core_img, "a dead leader alone"))?;
         exit_leader(pup, tc.exit_code, env.cpus)?;
         t.inj
             .task()
-            .syscall_to_exit_stop(libc::SYS_munmap, &[tramp.start(), tramp.len()])
-            .task_ctx("unmap the trampoline", t.pid)?;
+            .syscall_to_exit_stop(last_nr, &last_args)
+            .task_ctx(last_what, t.pid)?;
         return set_final_state(t.pid, core, &t.template_xstate, &format!("core-{tid}.img"));
     }
 
@@ -1224,8 +1259,8 @@ fn drive_puppet(pup: &mut Puppet, img: &TaskImages, env: &PuppetEnv, fill_fds: b
     // one.
     pup.inj
         .task_mut()
-        .syscall_to_exit_stop(libc::SYS_munmap, &[tramp.start(), tramp.len()])
-        .task_ctx("unmap the trampoline", pid)?;
+        .syscall_to_exit_stop(last_nr, &last_args)
+        .task_ctx(last_what, pid)?;
     set_final_state(pid, leader_core, &pup.template_xstate, &core_img)?;
     Ok(())
 }

@@ -1152,8 +1152,9 @@ scenario_tests! {
     sessions: "sessions.c" => [plain, leave_running, iterations, new_pidns, pidns_init];
     open_files: "open_files.c" => [plain, leave_running, iterations];
     dead_leader: "dead_leader.c" => [plain, leave_running, iterations];
-    unix_sockets: "unix_sockets.c" => [plain, leave_running, iterations, new_pidns];
-    memfd: "memfd.c" => [plain, leave_running, iterations];
+    unix_sockets: "unix_sockets.c" => [plain, leave_running, iterations, new_pidns, pidns_init];
+    memfd: "memfd.c" => [plain, leave_running, iterations, pidns_init];
+    clone_vm: "clone_vm.c" => [plain, leave_running, iterations, pidns_init];
 }
 
 // ---------------------------------------------------------------------------------------------
