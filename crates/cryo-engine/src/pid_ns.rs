@@ -144,6 +144,21 @@ impl PidView {
     }
 }
 
+/// PID `global` (as cryo's pid namespace numbers it) as process `task` sees it: the number a
+/// value read by cryo (a signal owner, say) has in the task's own namespace, 0 if that process
+/// is not seen there.
+pub fn as_seen_by(task: Pid, global: i32) -> Result<i32> {
+    if global <= 0 {
+        return Ok(global);
+    }
+    let depth = procfs::read_status(task)?.ns_pid.len();
+    if depth <= 1 {
+        return Ok(global);
+    }
+    let theirs = procfs::read_status(Pid(global))?.ns_pid;
+    Ok(theirs.get(depth - 1).copied().unwrap_or(0))
+}
+
 /// Whether the images hold a tree with a pid namespace of its own (see the module doc): its
 /// root's `pid_ns_id` differs from cryo's at dump time.
 pub fn images_have_own_pidns(

@@ -216,6 +216,8 @@ impl UnixSockets {
         let peer = d.peer.unwrap_or(0);
         let opts = dump_opts(sk).task_ctx(&ctx("read the options"), pid)?;
         let (owner_type, owner_pid) = socket::owner(sk).task_ctx(&ctx("read the owner"), pid)?;
+        // cryo reads the owner in its own pid namespace; the image has it as the task sees it.
+        let owner_pid = crate::pid_ns::as_seen_by(pid, owner_pid as i32)? as u32;
         let signum = socket::owner_signal(sk).task_ctx(&ctx("read the owner signal"), pid)?;
         let packets = ty != libc::SOCK_STREAM as u32;
         // A seqpacket socket shut for reading reads 0 at its end, as a stream does.
