@@ -21,9 +21,11 @@
 //! auxv and exe link are set in one `PR_SET_MM_MAP`.
 //!
 //! Copy-on-write: a puppet forked from its restored parent inherits the parent's memory. Its
-//! private anonymous VMAs that the parent has too ([`inherited_vmas`]) are kept; of their pages
-//! only those that differ from the image are written, so pages the dumped processes shared are
-//! shared again (the image stays CRIU's: every process's pages are in it).
+//! private VMAs that the parent has too ([`inherited_vmas`]: anonymous ones, and mappings of
+//! the same file) are kept; of their pages only those that differ from the image are written,
+//! and the parent's private copies this process does not have are dropped (back to zeros, or
+//! to the file's pages), so pages the dumped processes shared are shared again (the image
+//! stays CRIU's: every process's pages are in it).
 
 use crate::error::{Error, Result, TaskCtx};
 use crate::files::memfd;
@@ -806,30 +808,60 @@ pub fn unmap_all_but(inj: &Injector, keep: &[(u64, u64)]) -> Result<()> {
     Ok(())
 }
 
-/// The private anonymous VMAs of `mm` that a puppet forked from its restored parent keeps
-/// from it (copy-on-write): those the parent's image has with the same range and flags.
-/// Their pages stay shared with the parent wherever the contents are equal.
-pub fn inherited_vmas(mm: &pb::MmEntry, parent: Option<&pb::MmEntry>) -> Vec<(u64, u64)> {
+/// The private VMAs of `mm` that a puppet forked from its restored parent keeps from it
+/// (copy-on-write): anonymous ones the parent's image has with the same range and flags, and
+/// file ones that are the same mapping in both images (same range, protection, flags, offset,
+/// open mode, and the same file as restore opens it; `files` resolves the file ids, which
+/// differ between processes). Their pages stay shared with the parent wherever the contents
+/// are equal. A VMA the parent does not pass on at fork (MADV_DONTFORK) or passes on empty
+/// (MADV_WIPEONFORK) is never inherited, and neither is a locked one (MADV_DONTNEED, which
+/// the refill needs, refuses locked memory) nor a hugetlb one (pages are compared and dropped
+/// 4 KiB at a time).
+pub fn inherited_vmas(
+    mm: &pb::MmEntry,
+    parent: Option<&pb::MmEntry>,
+    files: &RegFiles,
+) -> Vec<(u64, u64)> {
     let Some(parent) = parent else {
         return Vec::new();
     };
+    let not_at_fork = (1u64 << libc::MADV_DONTFORK) | (1u64 << libc::MADV_WIPEONFORK);
     let inheritable = |v: &pb::VmaEntry| {
         v.status & VMA_AREA_REGULAR != 0
-            && v.status & VMA_ANON_PRIVATE != 0
+            && v.status & (VMA_ANON_PRIVATE | VMA_FILE_PRIVATE) != 0
             && !is_vdso_block(v)
-            && v.flags & libc::MAP_LOCKED as u32 == 0
+            && v.flags & (libc::MAP_LOCKED | libc::MAP_HUGETLB) as u32 == 0
+            && v.madv.unwrap_or(0) & not_at_fork == 0
+    };
+    // The path restore maps a private file VMA from (None: not a file mapping cryo knows).
+    let mapped_file = |v: &pb::VmaEntry| -> Option<String> {
+        let id = u32::try_from(v.shmid).ok()?;
+        if v.status & VMA_AREA_MEMFD != 0 {
+            memfd::map_path(files, id).ok()
+        } else {
+            files.open_path(id).ok()
+        }
+    };
+    let same_mapping = |v: &pb::VmaEntry, p: &pb::VmaEntry| {
+        if p.start != v.start || p.end != v.end || p.flags != v.flags || p.status != v.status {
+            return false;
+        }
+        if v.status & VMA_FILE_PRIVATE == 0 {
+            return true;
+        }
+        p.prot == v.prot
+            && p.pgoff == v.pgoff
+            && p.fdflags == v.fdflags
+            && mapped_file(v).is_some_and(|f| mapped_file(p).as_ref() == Some(&f))
     };
     mm.vmas
         .iter()
         .filter(|v| {
             inheritable(v)
-                && parent.vmas.iter().any(|p| {
-                    inheritable(p)
-                        && p.start == v.start
-                        && p.end == v.end
-                        && p.flags == v.flags
-                        && p.status == v.status
-                })
+                && parent
+                    .vmas
+                    .iter()
+                    .any(|p| inheritable(p) && same_mapping(v, p))
         })
         .map(|v| (v.start, v.end))
         .collect()
@@ -882,21 +914,34 @@ fn push_range(ranges: &mut Vec<(u64, u64)>, a: u64, len: u64) {
     }
 }
 
+/// How the pages an inherited VMA must change get their contents.
+enum Refill<'a> {
+    /// UFFDIO_COPY after MADV_DONTNEED (anonymous memory only: userfaultfd does not take
+    /// private mappings of ordinary files).
+    Uffd(&'a Userfaultfd),
+    /// Written through /proc/PID/mem: a forced write breaks the sharing of that page only, and
+    /// works whatever the VMA's protection (the kernel copies the page for a private mapping).
+    Mem(&'a File),
+}
+
 /// The fast way to bring an inherited VMA to its dumped contents: the creator's pages (from
 /// its image, which is what the VMA holds) are compared with this process's in cryo's memory,
-/// without touching the task. Pages that differ, and the creator's pages this process does not
-/// have, are zapped with MADV_DONTNEED; the differing ones are then filled with UFFDIO_COPY.
-/// Equal pages stay shared with the creator.
+/// without touching the task. Equal pages stay shared with the creator. Pages that differ are
+/// refilled ([`Refill`]). The creator's pages this process does not have are dropped with
+/// MADV_DONTNEED, which gives back zeros in anonymous memory and the file's page in a private
+/// file mapping (`file`), either way what this process had there. In a file mapping, a page
+/// only this process has is always written (the file's page is not zeros).
 #[allow(clippy::too_many_arguments)]
 fn fill_inherited_from_images(
     inj: &Injector,
-    uffd: &Userfaultfd,
+    refill: Refill,
     map: &MappedFile,
     image: &str,
     parent_map: &MappedFile,
     parent_runs: &[(u64, u64, u64)],
     vma: &pb::VmaEntry,
     runs: &[(u64, u64, u64)],
+    file: bool,
 ) -> Result<()> {
     let pid = inj.pid();
     let (mine, theirs) = (map.bytes(), parent_map.bytes());
@@ -932,6 +977,8 @@ fn fill_inherited_from_images(
             &theirs[o..o + page as usize]
         })
     };
+    // UFFDIO_COPY only fills missing pages: a page it rewrites is dropped first.
+    let zap_differing = matches!(refill, Refill::Uffd(_));
     let mut zap = Vec::new();
     let mut copy: Vec<(u64, u64, u64)> = Vec::new();
     for &(a, l, off) in runs {
@@ -940,11 +987,13 @@ fn fill_inherited_from_images(
             let want = &mine[(off + p) as usize..(off + p + page) as usize];
             let same = match parent_page(a + p) {
                 Some(have) => have == want,
-                // Not there in the creator: reads as zeros.
-                None => want.iter().all(|&b| b == 0),
+                // Not there in the creator: the file's page, or zeros in anonymous memory.
+                None => !file && want.iter().all(|&b| b == 0),
             };
             if !same {
-                push_range(&mut zap, a + p, page);
+                if zap_differing {
+                    push_range(&mut zap, a + p, page);
+                }
                 match copy.last_mut() {
                     Some((s, cl, co)) if *s + *cl == a + p && *co + *cl == off + p => *cl += page,
                     _ => copy.push((a + p, page, off + p)),
@@ -983,24 +1032,32 @@ fn fill_inherited_from_images(
     if copy.is_empty() {
         return Ok(());
     }
-    let len = vma.end - vma.start;
-    uffd.register(vma.start, len)
-        .task_ctx("register memory with userfaultfd", pid)?;
-    let res = copy
-        .iter()
-        .try_for_each(|&(a, l, off)| uffd.copy(a, &mine[off as usize..(off + l) as usize]));
-    let unreg = uffd
-        .unregister(vma.start, len)
-        .task_ctx("unregister memory from userfaultfd", pid);
-    res.task_ctx("copy pages (UFFDIO_COPY)", pid)?;
-    unreg
+    match refill {
+        Refill::Uffd(uffd) => {
+            let len = vma.end - vma.start;
+            uffd.register(vma.start, len)
+                .task_ctx("register memory with userfaultfd", pid)?;
+            let res = copy
+                .iter()
+                .try_for_each(|&(a, l, off)| uffd.copy(a, &mine[off as usize..(off + l) as usize]));
+            let unreg = uffd
+                .unregister(vma.start, len)
+                .task_ctx("unregister memory from userfaultfd", pid);
+            res.task_ctx("copy pages (UFFDIO_COPY)", pid)?;
+            unreg
+        }
+        Refill::Mem(mem) => copy.iter().try_for_each(|&(a, l, off)| {
+            mem.write_all_at(&mine[off as usize..(off + l) as usize], a)
+                .task_ctx("write memory", pid)
+        }),
+    }
 }
 
-/// Bring an inherited private anonymous VMA to its dumped contents while keeping every page
-/// that is already right shared with the parent: pages of `runs` that differ are written
-/// through /proc/PID/mem (which breaks the sharing of that page only), and what the image
-/// does not list is zapped back to zero pages with MADV_DONTNEED. The slow way, for when the
-/// images cannot be mapped or userfaultfd is not there.
+/// Bring an inherited private VMA to its dumped contents while keeping every page that is
+/// already right shared with the parent: pages of `runs` that differ are written through
+/// /proc/PID/mem (which breaks the sharing of that page only), and what the image does not
+/// list is zapped with MADV_DONTNEED, back to zero pages in anonymous memory and to the file's
+/// pages in a file mapping. The slow way, for when the parent's pages image cannot be mapped.
 fn fill_inherited(
     inj: &Injector,
     mem: &File,
@@ -1078,8 +1135,8 @@ pub fn restore_vmas(
     inherited: &Inherited,
     scratch_off: u64,
 ) -> Result<()> {
-    // Without the images to compare, inherited memory is compared and written through
-    // /proc/PID/mem by cryo.
+    // Inherited memory that userfaultfd cannot fill (file mappings, or no userfaultfd) is
+    // written through /proc/PID/mem by cryo; without the parent's image it is compared there.
     let mem = match (inherited.ranges.is_empty(), &pages.map) {
         (false, Some(_)) => Some(
             std::fs::OpenOptions::new()
@@ -1103,24 +1160,33 @@ pub fn restore_vmas(
         };
         if inherited.ranges.contains(&(vma.start, vma.end)) {
             if let (Some(mem), Some(map)) = (&mem, &pages.map) {
-                let fast = match (&pages.uffd, &inherited.pages) {
-                    (Some(uffd), Some(pmap)) => {
-                        // Writable while pages are copied in; the final protection follows.
-                        inj.syscall(
-                            "protect a VMA",
-                            libc::SYS_mprotect,
-                            &[vma.start, len, u64::from(fill_prot_of(vma))],
-                        )?;
+                let file = st & VMA_FILE_PRIVATE != 0;
+                let fast = match &inherited.pages {
+                    Some(pmap) => {
+                        let refill = match &pages.uffd {
+                            Some(uffd) if !file => {
+                                // Writable while pages are copied in; the final protection
+                                // follows.
+                                inj.syscall(
+                                    "protect a VMA",
+                                    libc::SYS_mprotect,
+                                    &[vma.start, len, u64::from(fill_prot_of(vma))],
+                                )?;
+                                Refill::Uffd(uffd)
+                            }
+                            _ => Refill::Mem(mem),
+                        };
                         let parent_runs = runs_in(inherited.pagemap, vma.start, vma.end);
                         match fill_inherited_from_images(
                             inj,
-                            uffd,
+                            refill,
                             map,
                             &pages.image,
                             pmap,
                             &parent_runs,
                             vma,
                             &runs,
+                            file,
                         ) {
                             Ok(()) => true,
                             Err(e @ Error::BadImage { .. }) => return Err(e),
@@ -1133,7 +1199,7 @@ pub fn restore_vmas(
                             }
                         }
                     }
-                    _ => false,
+                    None => false,
                 };
                 if !fast {
                     fill_inherited(inj, mem, map, &pages.image, vma, &runs)?;
@@ -1568,6 +1634,79 @@ mod tests {
         assert_eq!(v[2].prot, (libc::PROT_READ | libc::PROT_EXEC) as u32);
         assert_eq!(v[3].prot, 0);
         assert_eq!(v[3].madv, Some(1 << libc::MADV_DONTFORK));
+    }
+
+    /// Which VMAs a child keeps from its parent: file mappings only of the same file (file ids
+    /// differ between processes), offset and protection; nothing the parent does not pass on.
+    #[test]
+    fn inherited_file_and_anon_vmas() {
+        let dir = std::env::temp_dir().join(format!("cryo-inherit-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let mut files = RegFiles::new();
+        for (id, name) in [(1, "/data/a"), (2, "/data/a"), (3, "/data/b")] {
+            files.entries.push(pb::FileEntry {
+                r#type: pb::FdTypes::Reg as i32,
+                id,
+                reg: Some(pb::RegFileEntry {
+                    id,
+                    name: name.into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            });
+        }
+        files.write_images(&dir).expect("write");
+        let files = RegFiles::load(&dir).expect("load");
+        let _ = std::fs::remove_dir_all(&dir);
+        let vma = |start: u64, st: u32, shmid: u64, pgoff: u64, prot: i32, madv: u64| {
+            let anon = if st & VMA_ANON_PRIVATE != 0 {
+                libc::MAP_ANONYMOUS
+            } else {
+                0
+            };
+            pb::VmaEntry {
+                start,
+                end: start + 0x4000,
+                pgoff,
+                shmid,
+                prot: prot as u32,
+                flags: (libc::MAP_PRIVATE | anon) as u32,
+                status: VMA_AREA_REGULAR | st,
+                fd: -1,
+                madv: (madv != 0).then_some(madv),
+                fdflags: Some(libc::O_RDONLY as u32),
+            }
+        };
+        let (r, rw) = (libc::PROT_READ, libc::PROT_READ | libc::PROT_WRITE);
+        let dontfork = 1 << libc::MADV_DONTFORK;
+        let mm = |vmas| pb::MmEntry {
+            vmas,
+            ..Default::default()
+        };
+        let child = mm(vec![
+            vma(0x10000, VMA_FILE_PRIVATE, 1, 0, rw, 0), // same file, other id: kept
+            vma(0x20000, VMA_FILE_PRIVATE, 1, 0, rw, 0), // another file in the parent
+            vma(0x30000, VMA_FILE_PRIVATE, 1, 0x1000, rw, 0), // another offset
+            vma(0x40000, VMA_FILE_PRIVATE, 1, 0, r, 0),  // another protection
+            vma(0x50000, VMA_ANON_PRIVATE, 0, 0, rw, 0), // anonymous: kept
+            vma(0x60000, VMA_ANON_PRIVATE, 0, 0, rw, 0), // not passed on at fork
+            vma(0x70000, VMA_FILE_PRIVATE, 9, 0, r, 0),  // no such file
+        ]);
+        let parent = mm(vec![
+            vma(0x10000, VMA_FILE_PRIVATE, 2, 0, rw, 0),
+            vma(0x20000, VMA_FILE_PRIVATE, 3, 0, rw, 0),
+            vma(0x30000, VMA_FILE_PRIVATE, 2, 0, rw, 0),
+            vma(0x40000, VMA_FILE_PRIVATE, 2, 0, rw, 0),
+            vma(0x50000, VMA_ANON_PRIVATE, 0, 0, r, 0),
+            vma(0x60000, VMA_ANON_PRIVATE, 0, 0, rw, dontfork),
+            vma(0x70000, VMA_FILE_PRIVATE, 9, 0, r, 0),
+        ]);
+        assert_eq!(
+            inherited_vmas(&child, Some(&parent), &files),
+            vec![(0x10000, 0x14000), (0x50000, 0x54000)]
+        );
+        assert!(inherited_vmas(&child, None, &files).is_empty());
     }
 
     #[test]

@@ -6,9 +6,10 @@
 //!    puppet at its PID with clone3(set_tid); it inherits the trampoline, drops what it
 //!    inherited from cryo (fds, rseq, memory) and builds its dumped address space. Every other
 //!    process is then forked, at its PID, by its parent puppet (a remote clone3) and builds its
-//!    own address space from the one it inherited: private anonymous VMAs the parent has too
-//!    are kept and only the pages that differ are written, so memory the dumped tasks shared
-//!    copy-on-write is shared again. Sessions and groups are set as processes are created.
+//!    own address space from the one it inherited: private VMAs (anonymous, or of the same
+//!    file) the parent has too are kept and only the pages that differ are written, so memory
+//!    the dumped tasks shared copy-on-write is shared again. Sessions and groups are set as
+//!    processes are created.
 //! 3. Drive each puppet with remote syscalls: signals, timers, limits, attributes, its
 //!    threads (remote clone3 with CLONE_THREAD at their TIDs), fds, cwd/root and credentials
 //!    (last: they take away the right to do the rest).
@@ -971,8 +972,9 @@ struct PuppetEnv<'a> {
 }
 
 /// Build the puppet's dumped address space. A puppet forked from a restored parent keeps the
-/// private anonymous memory it inherited where its images allow ([`memory::inherited_vmas`]),
-/// so that pages the dumped tasks shared copy-on-write are shared again.
+/// private memory (anonymous and file) it inherited where its images allow
+/// ([`memory::inherited_vmas`]), so that pages the dumped tasks shared copy-on-write are shared
+/// again.
 fn restore_memory(
     pup: &Puppet,
     img: &TaskImages,
@@ -1000,7 +1002,7 @@ fn restore_memory(
         .map_err(|e| ctx("vdso", &format!("mm-{vpid}.img"), e))?;
     let inherited = match parent {
         Some(p) => memory::Inherited {
-            ranges: memory::inherited_vmas(&img.mm, Some(&p.mm)),
+            ranges: memory::inherited_vmas(&img.mm, Some(&p.mm), files),
             pagemap: &p.pagemap,
             pages: map_pages(dir, p.pages_id),
         },

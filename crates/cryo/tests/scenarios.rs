@@ -1070,6 +1070,7 @@ scenario_tests! {
     python: "python.py" => [plain, iterations];
     tree: "tree.c" => [plain, leave_running, iterations, new_pidns, pidns_init];
     cow: "cow.c" => [plain, leave_running, iterations, new_pidns];
+    cow_file: "cow_file.c" => [plain, leave_running, iterations];
     shared_tables: "shared_tables.c" => [plain, leave_running, iterations];
     sessions: "sessions.c" => [plain, leave_running, iterations, new_pidns, pidns_init];
     open_files: "open_files.c" => [plain, leave_running, iterations];
