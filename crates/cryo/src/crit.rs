@@ -73,7 +73,8 @@ inside a system call shows its instruction pointer on the `syscall` instruction,
 before the return address, and rax holding the syscall number: the dump prepared it to restart \
 the call. Memory the process never wrote to is not in a dump; gdb reads it from the program \
 and its libraries, so run gdb where those are the files that were mapped when the dump was \
-taken. Zombies are skipped."
+taken. Zombies are skipped. A process whose main thread has exited while others run on gets \
+a core of its live threads, as the kernel would write it."
     )]
     CoreDump(CoreDumpArgs),
     /// Check whether a dump can be restored; exit 1 and list the reasons when not

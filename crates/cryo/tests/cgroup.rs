@@ -23,15 +23,19 @@
 #![forbid(unsafe_code)]
 
 mod common;
-use common::{send_signal, wait_child_timeout, Res};
+use common::{
+    append, bin_dir_with_support, cmdline_has, conclude, create_images_dir, cryo_command, describe,
+    gcc, proc_state, read_lossy, reaper_cmd_status, reaper_records, reaper_restore_command,
+    send_signal, serial, skipped, status_field, stop_reapers, wait_child_timeout, wait_or_kill,
+    CryoOut, Res,
+};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::fs::{self, File, OpenOptions};
-use std::os::unix::fs::PermissionsExt;
+use std::fs::{self, File};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
@@ -42,25 +46,7 @@ const CRYO_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long killed tasks may take to disappear, and an emptied cgroup to be removable.
 const GONE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Tests run one at a time: they reuse PIDs and want the CPUs.
-static SERIAL: Mutex<()> = Mutex::new(());
 static BUILT: OnceLock<Res<PathBuf>> = OnceLock::new();
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn strict() -> bool {
-    std::env::var("CRYO_TEST_STRICT").is_ok_and(|v| !v.is_empty() && v != "0")
-}
-
-/// Report a skip; under `CRYO_TEST_STRICT=1` it is a failure.
-fn skipped(what: &str, reason: &str) {
-    if strict() {
-        panic!("{what}: skipped under CRYO_TEST_STRICT=1: {reason}");
-    }
-    eprintln!("SKIP {what}: {reason}");
-}
 
 fn cryo_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_cryo"))
@@ -74,57 +60,15 @@ fn work_root() -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).join("cgroup")
 }
 
-fn read_lossy(path: &Path) -> String {
-    fs::read(path)
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default()
-}
-
-fn append(path: &Path) -> Res<File> {
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(|e| format!("open {}: {e}", path.display()))
-}
-
-fn describe(st: ExitStatus) -> String {
-    match (st.code(), st.signal()) {
-        (Some(code), _) => format!("exit code {code}"),
-        (None, Some(sig)) => format!("killed by signal {sig}"),
-        _ => format!("wait status {:#x}", st.into_raw()),
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Building
 
-fn gcc(src: &Path, out: &Path) -> Res<()> {
-    let output = Command::new("gcc")
-        .args(["-O1", "-g", "-Wall", "-I"])
-        .arg(tests_dir().join("scenarios"))
-        .arg("-o")
-        .arg(out)
-        .arg(src)
-        .output()
-        .map_err(|e| format!("run gcc: {e}"))?;
-    if !output.status.success() {
-        return Err(format!(
-            "gcc {} failed:\n{}",
-            src.display(),
-            String::from_utf8_lossy(&output.stderr)
-        ));
-    }
-    Ok(())
-}
-
 fn build_all() -> Res<PathBuf> {
-    let bin = work_root().join("bin");
-    fs::create_dir_all(&bin).map_err(|e| format!("create {}: {e}", bin.display()))?;
-    let t = tests_dir();
-    gcc(&t.join("cgroup/cgroup_tree.c"), &bin.join("cgroup_tree"))?;
-    gcc(&t.join("scenarios/support/spawn.c"), &bin.join("spawn"))?;
-    gcc(&t.join("scenarios/support/reaper.c"), &bin.join("reaper"))?;
+    let bin = bin_dir_with_support(&work_root())?;
+    gcc(
+        &tests_dir().join("cgroup/cgroup_tree.c"),
+        &bin.join("cgroup_tree"),
+    )?;
     Ok(bin)
 }
 
@@ -134,27 +78,6 @@ fn built() -> Res<PathBuf> {
 
 // ---------------------------------------------------------------------------------------------
 // Processes, through /proc and the `kill` program
-
-fn proc_state(pid: i32) -> Option<char> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.trim_start().chars().next()
-}
-
-fn status_field(pid: i32, name: &str) -> Option<String> {
-    let text = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    text.lines().find_map(|l| {
-        l.strip_prefix(name)?
-            .strip_prefix(':')
-            .map(|v| v.trim().to_owned())
-    })
-}
-
-fn cmdline_has(pid: i32, needle: &Path) -> bool {
-    let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-    let needle = needle.as_os_str().as_encoded_bytes();
-    !needle.is_empty() && cmdline.windows(needle.len()).any(|w| w == needle)
-}
 
 /// The task runs: not stopped, not traced, not dead.
 fn check_running(pid: i32, after: &str) -> Res<()> {
@@ -551,9 +474,7 @@ impl Case {
     /// A new images directory (0700).
     fn images(&self, name: &str) -> Res<PathBuf> {
         let images = self.dir.join(name);
-        fs::create_dir(&images).map_err(|e| format!("create {}: {e}", images.display()))?;
-        fs::set_permissions(&images, fs::Permissions::from_mode(0o700))
-            .map_err(|e| format!("chmod {}: {e}", images.display()))?;
+        create_images_dir(&images)?;
         Ok(images)
     }
 
@@ -562,34 +483,18 @@ impl Case {
         let log = self
             .dir
             .join(format!("cryo-{}.out", self.journal.lines().count()));
-        let out = append(&log)?;
-        let err = out.try_clone().map_err(|e| format!("dup: {e}"))?;
-        let mut cmd = Command::new(cryo_bin());
-        cmd.args(args)
-            .current_dir(cwd)
-            .env_remove("CRYO_FAULT_INJECT")
-            .env_remove("CRYO_FAULT_PAUSE")
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err);
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
+        let mut cmd = cryo_command(&cryo_bin(), args, cwd, env, &log)?;
         self.note(format!("run cryo {args:?} env {env:?}"));
         let mut child = cmd.spawn().map_err(|e| format!("start cryo: {e}"))?;
-        let status = match wait_child_timeout(&mut child, CRYO_TIMEOUT)? {
-            Some(st) => st,
-            None => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!(
-                    "cryo {args:?} did not exit within {CRYO_TIMEOUT:?}"
-                ));
-            }
+        let Some(status) = wait_or_kill(&mut child, CRYO_TIMEOUT)? else {
+            return Err(format!(
+                "cryo {args:?} did not exit within {CRYO_TIMEOUT:?}"
+            ));
         };
         let out = CryoOut {
             status,
             output: read_lossy(&log),
+            stream: "output",
         };
         self.note(format!("cryo: {}", describe(status)));
         Ok(out)
@@ -617,29 +522,16 @@ impl Case {
     fn restore(&mut self, images: &Path) -> Res<PathBuf> {
         let records = images.join("reaper");
         let log = images.join("restore.out");
-        let out = append(&log)?;
-        let err = out.try_clone().map_err(|e| format!("dup: {e}"))?;
-        let mut cmd = Command::new(built()?.join("reaper"));
-        cmd.arg(&records)
-            .arg(cryo_bin())
-            .args(["restore", "-D"])
-            .arg(images)
-            .args(["-d", "-o", "restore.log", "-v4"])
-            .current_dir(images)
-            .env_remove("CRYO_FAULT_INJECT")
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err);
+        let reaper = built()?.join("reaper");
+        let mut cmd = reaper_restore_command(&reaper, &records, &cryo_bin(), images, &log)?;
+        cmd.args(["-d", "-o", "restore.log", "-v4"])
+            .env_remove("CRYO_FAULT_INJECT");
         self.note(format!("run {cmd:?}"));
         self.reapers
             .push(cmd.spawn().map_err(|e| format!("start reaper: {e}"))?);
         let start = Instant::now();
         loop {
-            if let Some(st) = reaper_records(&records)
-                .into_iter()
-                .find(|(k, _, _)| k == "cmd")
-                .map(|(_, _, st)| ExitStatus::from_raw(st))
-            {
+            if let Some(st) = reaper_cmd_status(&records).map(ExitStatus::from_raw) {
                 if !st.success() {
                     return Err(format!(
                         "restore failed ({}):\n{}\n{}",
@@ -694,17 +586,7 @@ impl Case {
             let _ = c.wait();
         }
         self.children.clear();
-        for r in &mut self.reapers {
-            if wait_child_timeout(r, Duration::from_secs(10))
-                .ok()
-                .flatten()
-                .is_none()
-            {
-                let _ = r.kill();
-                let _ = r.wait();
-            }
-        }
-        self.reapers.clear();
+        stop_reapers(&mut self.reapers);
     }
 }
 
@@ -712,50 +594,6 @@ impl Drop for Case {
     fn drop(&mut self) {
         self.cleanup();
     }
-}
-
-struct CryoOut {
-    status: ExitStatus,
-    output: String,
-}
-
-impl CryoOut {
-    fn show(&self) -> String {
-        format!("{}, output:\n{}", describe(self.status), self.output)
-    }
-
-    /// A clean failure: exit status 1, an error message naming each of `words`, no panic.
-    fn expect_failure(&self, what: &str, words: &[&str]) -> Res<()> {
-        if self.status.code() != Some(1) || self.output.contains("panicked") {
-            return Err(format!(
-                "{what}: expected a clean failure, got {}",
-                self.show()
-            ));
-        }
-        for w in words {
-            if !self.output.contains(w) {
-                return Err(format!(
-                    "{what}: the error does not mention {w:?}: {}",
-                    self.show()
-                ));
-            }
-        }
-        Ok(())
-    }
-}
-
-/// The reaper's lines: (kind, pid, raw wait status), kind "cmd" (cryo) or "exit".
-fn reaper_records(out: &Path) -> Vec<(String, i32, i32)> {
-    read_lossy(out)
-        .lines()
-        .filter_map(|l| {
-            let mut it = l.split_whitespace();
-            let kind = it.next()?.to_owned();
-            let pid = it.next()?.parse().ok()?;
-            let status = it.next()?.parse().ok()?;
-            Some((kind, pid, status))
-        })
-        .collect()
 }
 
 /// Wait until the reaper saw each of `roots` exit with status 0.
@@ -833,15 +671,7 @@ fn with_cgroup(
     let result = body(&mut case, &cg);
     case.cleanup();
     drop(cg);
-    match result {
-        Ok(()) => {
-            let _ = fs::remove_dir_all(&case.dir);
-        }
-        Err(e) => {
-            eprintln!("{}", case.diagnostics());
-            panic!("{label}: {e}");
-        }
-    }
+    conclude(result, &case.dir, || case.diagnostics(), &label);
 }
 
 // ---------------------------------------------------------------------------------------------

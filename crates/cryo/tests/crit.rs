@@ -10,39 +10,17 @@
 //! `CRYO_TEST_STRICT=1`); the cryo round trip runs anyway.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+use common::crit::{
+    cryo, cryo_round_trip, debian_decode, debian_encode_gives, have_debian_crit, stdout_of,
+};
 use cryo_image::crit::Json;
 use cryo_image::pb;
 use cryo_image::{ImageKind, ImageWriter};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-const DEBIAN_CRIT: &str = "/usr/bin/crit";
-
-fn cryo(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cryo"))
-        .args(args)
-        .output()
-        .expect("run cryo")
-}
-
-fn debian_crit(args: &[&str]) -> Option<Output> {
-    if !Path::new(DEBIAN_CRIT).exists() {
-        return None;
-    }
-    Some(
-        Command::new("/usr/bin/python3")
-            .arg(DEBIAN_CRIT)
-            .args(args)
-            .output()
-            .expect("run crit"),
-    )
-}
+use std::path::PathBuf;
 
 fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("cryo-crit-test-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    common::crit::tmpdir("cryo-crit-test", name)
 }
 
 /// An image of `kind` with `entries` (each a message and an optional raw extra).
@@ -482,85 +460,27 @@ fn compare(ours: &Json, theirs: &Json, path: &str, only_ours: &mut Vec<String>) 
     }
 }
 
-fn stdout_of(o: Output, what: &str) -> String {
-    assert!(
-        o.status.success(),
-        "{what} failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout).expect("utf-8 output")
-}
-
 #[test]
 fn decode_encode_round_trip_and_debian_crit() {
     let dir = tmpdir("rt");
-    let strict = std::env::var("CRYO_TEST_STRICT").is_ok_and(|v| v == "1");
-    let have_crit = Path::new(DEBIAN_CRIT).exists();
-    if !have_crit {
-        assert!(
-            !strict,
-            "{DEBIAN_CRIT} missing (package criu) and CRYO_TEST_STRICT=1"
-        );
-        println!("SKIP crit comparison: {DEBIAN_CRIT} missing (package criu)");
-    }
+    have_debian_crit("crit comparison");
     for (name, bytes) in images() {
         let img = dir.join(&name);
         std::fs::write(&img, &bytes).unwrap();
-        let img_s = img.to_str().unwrap();
         for pretty in [false, true] {
-            let mut args = vec!["crit", "decode", "-i", img_s];
-            if pretty {
-                args.push("--pretty");
-            }
-            let text = stdout_of(cryo(&args), &format!("cryo crit decode {name}"));
-            let ours = Json::parse(&text).unwrap_or_else(|e| panic!("{name}: bad JSON {e}"));
-
             // cryo encode of cryo decode gives the same bytes.
-            let json_path = dir.join(format!("{name}.{pretty}.json"));
-            std::fs::write(&json_path, &text).unwrap();
-            let back = dir.join(format!("{name}.{pretty}.back"));
-            let out = cryo(&[
-                "crit",
-                "encode",
-                "-i",
-                json_path.to_str().unwrap(),
-                "-o",
-                back.to_str().unwrap(),
-            ]);
-            stdout_of(out, &format!("cryo crit encode {name}"));
-            assert!(
-                std::fs::read(&back).unwrap() == bytes,
-                "{name} (pretty {pretty}): encode(decode(image)) differs"
-            );
+            let ours = cryo_round_trip(&img, &bytes, &dir, &name, pretty);
 
             // Debian's crit prints the same.
-            let mut dargs = vec!["decode", "-i", img_s];
-            if pretty {
-                dargs.push("--pretty");
-            }
-            let Some(out) = debian_crit(&dargs) else {
+            let Some(dtext) = debian_decode(&img, &name, pretty) else {
                 continue;
             };
-            let dtext = stdout_of(out, &format!("crit decode {name}"));
             let theirs = Json::parse(&dtext).unwrap();
             let mut only_ours = Vec::new();
-            compare(&ours, &theirs, &name, &mut only_ours);
+            compare(&ours.json, &theirs, &name, &mut only_ours);
             if only_ours.is_empty() {
-                assert_eq!(text, dtext, "{name} (pretty {pretty}): texts differ");
-                let dback = dir.join(format!("{name}.{pretty}.dback"));
-                let o = debian_crit(&[
-                    "encode",
-                    "-i",
-                    json_path.to_str().unwrap(),
-                    "-o",
-                    dback.to_str().unwrap(),
-                ])
-                .unwrap();
-                stdout_of(o, &format!("crit encode {name}"));
-                assert!(
-                    std::fs::read(&dback).unwrap() == bytes,
-                    "{name}: Debian's encode of cryo's JSON differs"
-                );
+                assert_eq!(ours.text, dtext, "{name} (pretty {pretty}): texts differ");
+                debian_encode_gives(&ours, &dir, &name, pretty, &bytes);
             } else {
                 eprintln!(
                     "{name} (pretty {pretty}): fields Debian's crit 3.17 lacks: {only_ours:?}"

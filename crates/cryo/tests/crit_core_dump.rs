@@ -18,6 +18,12 @@
 //! that fail alike cannot pass. `readelf` checks the file: mode 0600, one `PT_LOAD` per VMA
 //! of the live process, the notes per thread.
 //!
+//! `gdb_sees_a_process_whose_leader_has_exited`: `tests/scenarios/coredump_dead_leader.c`,
+//! whose main thread has called `pthread_exit` while two threads block in `pause()` and
+//! `read()`, is dumped and converted; the core has the notes of the two live threads only (as
+//! the kernel's core of such a process), and gdb shows their frames, arguments and locals and
+//! the globals and heap block the leader left.
+//!
 //! `bad_input_*`: a missing images directory, a pid not in the dump, a truncated pages image,
 //! a missing core image and a garbled mm image each give a non-zero exit and an error naming
 //! the directory, pid or image, never a panic, and leave no core file. These use a small dump
@@ -34,6 +40,7 @@ use common::{send_signal, wait_child_timeout, Res};
 use cryo_image::pagemap::{create_pagemap, PE_PRESENT};
 use cryo_image::{pb, write_all_entries, ImageKind};
 use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -141,11 +148,10 @@ fn threads_of(pid: i32) -> Vec<i32> {
     tids
 }
 
-/// Builds and starts the target; returns once its main thread sleeps in pause() and the
-/// other in read().
-fn start_target(dir: &Path) -> Res<(Target, PathBuf)> {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios/coredump_target.c");
-    let prog = dir.join("coredump_target");
+/// Builds `tests/scenarios/NAME.c` with `-g -O0` into `DIR/NAME`.
+fn build(dir: &Path, name: &str) -> Res<PathBuf> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/scenarios/{name}.c"));
+    let prog = dir.join(name);
     let (ok, _, err) = run(
         Command::new("gcc")
             .args(["-g", "-O0", "-Wall", "-pthread", "-o"])
@@ -157,16 +163,13 @@ fn start_target(dir: &Path) -> Res<(Target, PathBuf)> {
     if !ok {
         return Err(format!("gcc {}: {err}", src.display()));
     }
-    // Three pages the target maps privately: page p holds bytes (16p + i) mod 256.
-    let data: Vec<u8> = (0..3 * 4096usize)
-        .map(|i| ((i / 4096) * 16 + i % 4096) as u8)
-        .collect();
-    let data_file = dir.join("data.bin");
-    fs::write(&data_file, &data).map_err(|e| format!("write data file: {e}"))?;
-    let ready = dir.join("ready");
-    let child = Command::new(&prog)
-        .arg(&ready)
-        .arg(&data_file)
+    Ok(prog)
+}
+
+/// Starts `prog ARGS` in `dir`, its output in `target.out` and `target.err` there.
+fn spawn_target(dir: &Path, prog: &Path, args: &[&Path]) -> Res<Target> {
+    let child = Command::new(prog)
+        .args(args)
         .current_dir(dir)
         .stdin(Stdio::null())
         .stdout(fs::File::create(dir.join("target.out")).map_err(|e| e.to_string())?)
@@ -174,7 +177,22 @@ fn start_target(dir: &Path) -> Res<(Target, PathBuf)> {
         .spawn()
         .map_err(|e| format!("start {}: {e}", prog.display()))?;
     let pid = child.id() as i32;
-    let mut target = Target { child, pid };
+    Ok(Target { child, pid })
+}
+
+/// Builds and starts the target; returns once its main thread sleeps in pause() and the
+/// other in read().
+fn start_target(dir: &Path) -> Res<(Target, PathBuf)> {
+    let prog = build(dir, "coredump_target")?;
+    // Three pages the target maps privately: page p holds bytes (16p + i) mod 256.
+    let data: Vec<u8> = (0..3 * 4096usize)
+        .map(|i| ((i / 4096) * 16 + i % 4096) as u8)
+        .collect();
+    let data_file = dir.join("data.bin");
+    fs::write(&data_file, &data).map_err(|e| format!("write data file: {e}"))?;
+    let ready = dir.join("ready");
+    let mut target = spawn_target(dir, &prog, &[&ready, &data_file])?;
+    let pid = target.pid;
     let start = Instant::now();
     loop {
         let tids = threads_of(pid);
@@ -266,21 +284,26 @@ fn gdb(dir: &Path, what: &str, prog: &Path, pid: i32, core: Option<&Path>) -> Re
     for (i, (expr, _)) in VARS.iter().enumerate() {
         section(&format!("var{i}"), &[format!("print {expr}")]);
     }
-    section("end", &[]);
+    let pid = pid.to_string();
+    let target: Vec<&OsStr> = match core {
+        Some(c) => vec![prog.as_os_str(), c.as_os_str()],
+        None => vec![prog.as_os_str(), "-p".as_ref(), pid.as_ref()],
+    };
+    run_gdb(dir, what, &target, ex)
+}
+
+/// Runs gdb in batch mode with `target` (the program, and a core or `-p PID`) on the commands
+/// `ex`, which print `@@@NAME` markers; returns the output cut at them. gdb must have run them
+/// all.
+fn run_gdb(dir: &Path, what: &str, target: &[&OsStr], mut ex: Vec<String>) -> Res<Sections> {
+    ex.push("echo @@@end\\n".into());
     let mut cmd = Command::new("gdb");
     cmd.args(["-batch", "-nx"])
         .args(["-iex", "set debuginfod enabled off"])
         .args(["-iex", "set pagination off"])
         .args(["-iex", "set width 0"])
-        .args(["-iex", "set confirm off"]);
-    match core {
-        Some(c) => {
-            cmd.arg(prog).arg(c);
-        }
-        None => {
-            cmd.arg(prog).args(["-p", &pid.to_string()]);
-        }
-    }
+        .args(["-iex", "set confirm off"])
+        .args(target);
     for e in &ex {
         cmd.arg("-ex").arg(e);
     }
@@ -733,8 +756,10 @@ fn check_file(dir: &Path, core: &Path, maps: &[(u64, u64)], nthreads: usize) -> 
     bad
 }
 
-fn maps_of(pid: i32) -> Vec<(u64, u64)> {
-    fs::read_to_string(format!("/proc/{pid}/maps"))
+/// The VMAs of process `pid` as thread `tid` sees them (the process's own maps file is empty
+/// once its leader has exited).
+fn maps_of(pid: i32, tid: i32) -> Vec<(u64, u64)> {
+    fs::read_to_string(format!("/proc/{pid}/task/{tid}/maps"))
         .unwrap_or_default()
         .lines()
         .filter_map(|l| {
@@ -747,9 +772,9 @@ fn maps_of(pid: i32) -> Vec<(u64, u64)> {
         .collect()
 }
 
-#[test]
-fn gdb_sees_the_checkpointed_process() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+/// Whether gdb, gcc and readelf are here; without them, `SKIP` (a failure under
+/// `CRYO_TEST_STRICT=1`).
+fn have_tools() -> bool {
     let missing: Vec<&str> = ["gdb", "gcc", "readelf"]
         .into_iter()
         .filter(|p| !have(p))
@@ -760,28 +785,21 @@ fn gdb_sees_the_checkpointed_process() {
             "crit core-dump: {missing:?} not installed (CRYO_TEST_STRICT=1)"
         );
         eprintln!("SKIP crit core-dump: {missing:?} not installed");
-        return;
+        return false;
     }
-    let dir = work_dir("gdb");
-    let (mut target, prog) = start_target(&dir).unwrap();
-    let pid = target.pid;
-    let tids = threads_of(pid);
-    let live = gdb(&dir, "gdb-live", &prog, pid, None).unwrap();
-    // gdb has detached; the threads are back in their syscalls.
-    let maps = maps_of(pid);
-    let start = Instant::now();
-    while !(sleeping_in(pid, pid) == Some(34) && threads_of(pid) == tids) {
-        assert!(start.elapsed() < TIMEOUT, "target did not settle after gdb");
-        sleep(Duration::from_millis(20));
-    }
+    true
+}
 
+/// `cryo dump -t PID` into `DIR/images` (which kills the process, our child): the images
+/// directory.
+fn dump_target(dir: &Path, target: &mut Target) -> PathBuf {
     let images = dir.join("images");
     fs::create_dir(&images).unwrap();
     let (ok, _, err) = cryo(
         &[
             "dump",
             "-t",
-            &pid.to_string(),
+            &target.pid.to_string(),
             "-D",
             images.to_str().unwrap(),
             "-o",
@@ -799,7 +817,11 @@ fn gdb_sees_the_checkpointed_process() {
         !st.success(),
         "the target should have been killed by the dump"
     );
+    images
+}
 
+/// `cryo crit core-dump -i IMAGES -o DIR/cores`, which must write `core.PID` alone: its path.
+fn core_dump(dir: &Path, images: &Path, pid: i32) -> PathBuf {
     let out = dir.join("cores");
     let (ok, stdout, err) = cryo(
         &[
@@ -810,12 +832,36 @@ fn gdb_sees_the_checkpointed_process() {
             "-o",
             out.to_str().unwrap(),
         ],
-        &dir,
+        dir,
         "core-dump",
     );
     assert!(ok, "cryo crit core-dump failed: {err}");
     let core = out.join(format!("core.{pid}"));
     assert_eq!(stdout.trim(), core.display().to_string());
+    core
+}
+
+#[test]
+fn gdb_sees_the_checkpointed_process() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if !have_tools() {
+        return;
+    }
+    let dir = work_dir("gdb");
+    let (mut target, prog) = start_target(&dir).unwrap();
+    let pid = target.pid;
+    let tids = threads_of(pid);
+    let live = gdb(&dir, "gdb-live", &prog, pid, None).unwrap();
+    // gdb has detached; the threads are back in their syscalls.
+    let maps = maps_of(pid, pid);
+    let start = Instant::now();
+    while !(sleeping_in(pid, pid) == Some(34) && threads_of(pid) == tids) {
+        assert!(start.elapsed() < TIMEOUT, "target did not settle after gdb");
+        sleep(Duration::from_millis(20));
+    }
+
+    let images = dump_target(&dir, &mut target);
+    let core = core_dump(&dir, &images, pid);
     let core_view = gdb(&dir, "gdb-core", &prog, pid, Some(&core)).unwrap();
 
     let mut bad = compare(&live, &core_view, pid, &tids);
@@ -823,6 +869,162 @@ fn gdb_sees_the_checkpointed_process() {
     assert!(
         bad.is_empty(),
         "live process and core file disagree (outputs in {}):\n{}",
+        dir.display(),
+        bad.join("\n")
+    );
+}
+
+/// The state letter of /proc/PID/task/TID/stat.
+fn thread_state(pid: i32, tid: i32) -> Option<char> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 1..].trim_start().chars().next()
+}
+
+/// Starts `tests/scenarios/coredump_dead_leader.c`; returns once its leader has exited and its
+/// two threads sleep, the sleeper in pause() and the reader in read(): (target, program,
+/// sleeper tid, reader tid).
+fn start_dead_leader(dir: &Path) -> Res<(Target, PathBuf, i32, i32)> {
+    let prog = build(dir, "coredump_dead_leader")?;
+    let ready = dir.join("ready");
+    let mut target = spawn_target(dir, &prog, &[&ready])?;
+    let pid = target.pid;
+    let start = Instant::now();
+    loop {
+        let ids: Vec<i32> = fs::read_to_string(&ready)
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|t| t.parse().ok())
+            .collect();
+        if let [p, sleeper, reader] = ids[..] {
+            if p != pid {
+                return Err(format!("the ready file names pid {p}, not {pid}"));
+            }
+            let settled = thread_state(pid, pid) == Some('Z')
+                && threads_of(pid) == [pid, sleeper.min(reader), sleeper.max(reader)]
+                && sleeping_in(pid, sleeper) == Some(34)
+                && sleeping_in(pid, reader) == Some(0);
+            if settled {
+                return Ok((target, prog, sleeper, reader));
+            }
+        }
+        if let Ok(Some(st)) = target.child.try_wait() {
+            let err = fs::read_to_string(dir.join("target.err")).unwrap_or_default();
+            return Err(format!("target exited early ({st}): {err}"));
+        }
+        if start.elapsed() > TIMEOUT {
+            return Err("target not ready in time".into());
+        }
+        sleep(Duration::from_millis(20));
+    }
+}
+
+/// A process whose leader has exited (`pthread_exit`) while two threads run on: cryo dumps it
+/// (the leader's core says TASK_DEAD, pstree.img lists the three), `crit core-dump` writes a
+/// core as the kernel would: the live threads with their notes, the dead leader with none, the
+/// memory the leader left. gdb sees the two threads, their frames with arguments and locals,
+/// and the leader's globals and heap; `readelf` finds two threads' notes and one `PT_LOAD` per
+/// VMA of the live process.
+#[test]
+fn gdb_sees_a_process_whose_leader_has_exited() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if !have_tools() {
+        return;
+    }
+    let dir = work_dir("dead-leader");
+    let (mut target, prog, sleeper, reader) = start_dead_leader(&dir).unwrap();
+    let pid = target.pid;
+    let maps = maps_of(pid, sleeper);
+    let images = dump_target(&dir, &mut target);
+    let core = core_dump(&dir, &images, pid);
+
+    let mut ex = vec![
+        "echo @@@bt\\n".to_string(),
+        "thread apply all bt full".into(),
+    ];
+    let vars = [
+        ("g_answer", "= 4242"),
+        ("g_note", "\"left by the leader\""),
+        ("*g_heap@4", "= {11, 22, 33, 44}"),
+    ];
+    for (i, (expr, _)) in vars.iter().enumerate() {
+        ex.push(format!("echo @@@var{i}\\n"));
+        ex.push(format!("print {expr}"));
+    }
+    let view = run_gdb(&dir, "gdb-core", &[prog.as_os_str(), core.as_os_str()], ex).unwrap();
+
+    let mut bad = Vec::new();
+    let bt = per_thread(view.get("bt").map_or(&[][..], |v| v));
+    // The core has notes for the live threads only, as the kernel's has. gdb may still list
+    // the leader (libthread_db finds it in glibc's thread list) as "Exiting", without
+    // registers: it does so for the kernel's core of such a process too.
+    let live: BTreeSet<i32> = bt.keys().copied().filter(|t| *t != pid).collect();
+    if live != BTreeSet::from([sleeper, reader]) {
+        bad.push(format!(
+            "threads {live:?} in the core, expected the live {sleeper} and {reader}"
+        ));
+    }
+    if let Some(lines) = bt.get(&pid) {
+        if !lines.iter().any(|l| l.contains("<unavailable>")) {
+            bad.push(format!("the dead leader {pid} has a backtrace: {lines:?}"));
+        }
+    }
+    // Our frames (by function and arguments) and their locals, innermost first.
+    let want: [(i32, &[(&str, &str)]); 2] = [
+        (
+            sleeper,
+            &[
+                ("sleeper_inner (n=3, tag=", "inner_local = 300"),
+                ("sleeper_outer (n=2)", "outer_local = 20"),
+                ("sleeper (arg=0x0)", ""),
+            ],
+        ),
+        (
+            reader,
+            &[("reader_loop (fd=", "got = 0"), ("reader (arg=0x0)", "")],
+        ),
+    ];
+    for (tid, frames_wanted) in want {
+        let fs = frames(bt.get(&tid).map_or(&[][..], |v| v));
+        let name = |text: &str| text.split(" (").next().unwrap_or("").to_string();
+        let ours: Vec<&Frame> = fs
+            .iter()
+            .filter(|f| {
+                let func = name(&split_frame(&f.head).1);
+                frames_wanted.iter().any(|(w, _)| name(w) == func)
+            })
+            .collect();
+        if ours.len() != frames_wanted.len() {
+            bad.push(format!(
+                "thread {tid}: frames {fs:#?}, expected {frames_wanted:?}"
+            ));
+            continue;
+        }
+        for (f, (func, local)) in ours.iter().zip(frames_wanted) {
+            let (_, text) = split_frame(&f.head);
+            if !text.starts_with(func)
+                || !(local.is_empty() || f.locals.iter().any(|l| l.contains(local)))
+            {
+                bad.push(format!(
+                    "thread {tid}: frame {:?} with locals {:?}, expected {func:?} with {local:?}",
+                    f.head, f.locals
+                ));
+            }
+        }
+        // Below our frames: libc's thread start; above them, the blocking call.
+        if fs.len() < frames_wanted.len() + 2 {
+            bad.push(format!("thread {tid}: only {} frames: {fs:#?}", fs.len()));
+        }
+    }
+    for (i, (expr, want)) in vars.iter().enumerate() {
+        let lines = view.get(&format!("var{i}")).cloned().unwrap_or_default();
+        if !lines.iter().any(|l| l.contains(want)) {
+            bad.push(format!("print {expr}: {lines:?}, expected {want:?}"));
+        }
+    }
+    bad.extend(check_file(&dir, &core, &maps, 2));
+    assert!(
+        bad.is_empty(),
+        "the core of the process with a dead leader is wrong (outputs in {}):\n{}",
         dir.display(),
         bad.join("\n")
     );
@@ -922,22 +1124,8 @@ fn expect_error(dir: &Path, args: &[&str], want: &[&str]) {
 #[test]
 fn bad_input_small_dump_converts() {
     let d = small_dump("good");
+    let core = core_dump(&d, &d, 100);
     let out = d.join("cores");
-    let (ok, stdout, err) = cryo(
-        &[
-            "crit",
-            "core-dump",
-            "-i",
-            d.to_str().unwrap(),
-            "-o",
-            out.to_str().unwrap(),
-        ],
-        &d,
-        "core-dump",
-    );
-    assert!(ok, "{err}");
-    let core = out.join("core.100");
-    assert_eq!(stdout.trim(), core.display().to_string());
     let bytes = fs::read(&core).unwrap();
     assert_eq!(&bytes[..4], b"\x7fELF");
     assert_eq!(

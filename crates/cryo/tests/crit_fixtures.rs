@@ -25,12 +25,14 @@
 //! `SKIP` (and fail with `CRYO_TEST_STRICT=1`); the cryo round trips and validate run anyway.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+use common::crit::{
+    cryo, cryo_encode, cryo_round_trip, debian_crit, debian_decode, debian_encode_gives,
+    have_debian_crit, stdout_of,
+};
 use cryo_image::crit::Json;
 use cryo_image::ImageKind;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-const DEBIAN_CRIT: &str = "/usr/bin/crit";
 
 fn fixtures(sub: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -38,54 +40,8 @@ fn fixtures(sub: &str) -> PathBuf {
         .join(sub)
 }
 
-fn cryo(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cryo"))
-        .args(args)
-        .output()
-        .expect("run cryo")
-}
-
-fn debian_crit(args: &[&str]) -> Option<Output> {
-    if !Path::new(DEBIAN_CRIT).exists() {
-        return None;
-    }
-    Some(
-        Command::new("/usr/bin/python3")
-            .arg(DEBIAN_CRIT)
-            .args(args)
-            .output()
-            .expect("run crit"),
-    )
-}
-
-/// Whether Debian's crit is here; without it, `SKIP` (a failure under `CRYO_TEST_STRICT=1`).
-fn have_debian_crit(what: &str) -> bool {
-    if Path::new(DEBIAN_CRIT).exists() {
-        return true;
-    }
-    let strict = std::env::var("CRYO_TEST_STRICT").is_ok_and(|v| v == "1");
-    assert!(
-        !strict,
-        "{DEBIAN_CRIT} missing (package criu) and CRYO_TEST_STRICT=1"
-    );
-    println!("SKIP {what}: {DEBIAN_CRIT} missing (package criu)");
-    false
-}
-
 fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("cryo-crit-fixtures-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn stdout_of(o: Output, what: &str) -> String {
-    assert!(
-        o.status.success(),
-        "{what} failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout).expect("utf-8 output")
+    common::crit::tmpdir("cryo-crit-fixtures", name)
 }
 
 /// CRIU's service files, named without `.img` (`criu/image-desc.c`).
@@ -235,67 +191,23 @@ fn check_images(dir: &Path, tag: &str, debian: bool) {
 fn check_image(img: &Path, tmp: &Path, debian: bool) {
     let name = img.file_name().unwrap().to_str().unwrap().to_string();
     let bytes = std::fs::read(img).unwrap();
-    let img_s = img.to_str().unwrap();
     for pretty in [false, true] {
-        let mut args = vec!["crit", "decode", "-i", img_s];
-        if pretty {
-            args.push("--pretty");
-        }
-        let text = stdout_of(cryo(&args), &format!("cryo crit decode {name}"));
-        let ours = Json::parse(&text).unwrap_or_else(|e| panic!("{name}: bad JSON {e}"));
-
         // cryo encode of cryo decode gives the same bytes.
-        let json_path = tmp.join(format!("{name}.{pretty}.json"));
-        std::fs::write(&json_path, &text).unwrap();
-        let back = tmp.join(format!("{name}.{pretty}.back"));
-        stdout_of(
-            cryo(&[
-                "crit",
-                "encode",
-                "-i",
-                json_path.to_str().unwrap(),
-                "-o",
-                back.to_str().unwrap(),
-            ]),
-            &format!("cryo crit encode {name}"),
-        );
-        assert!(
-            std::fs::read(&back).unwrap() == bytes,
-            "{name} (pretty {pretty}): encode(decode(image)) differs"
-        );
+        let ours = cryo_round_trip(img, &bytes, tmp, &name, pretty);
 
         if !debian {
             continue;
         }
-        let mut dargs = vec!["decode", "-i", img_s];
-        if pretty {
-            dargs.push("--pretty");
-        }
-        let dtext = stdout_of(debian_crit(&dargs).unwrap(), &format!("crit decode {name}"));
+        let dtext = debian_decode(img, &name, pretty).unwrap();
         let theirs = Json::parse(&dtext).unwrap();
-        let d = compare_image(&ours, &theirs, &name);
+        let d = compare_image(&ours.json, &theirs, &name);
         if d.only_ours.is_empty() && d.tolerated.is_empty() {
-            assert_eq!(text, dtext, "{name} (pretty {pretty}): texts differ");
-            let magic = ours.get("magic").and_then(Json::as_str).unwrap_or("");
+            assert_eq!(ours.text, dtext, "{name} (pretty {pretty}): texts differ");
+            let magic = ours.json.get("magic").and_then(Json::as_str).unwrap_or("");
             if DEBIAN_CANNOT_ENCODE.contains(&magic) {
                 continue;
             }
-            let dback = tmp.join(format!("{name}.{pretty}.dback"));
-            stdout_of(
-                debian_crit(&[
-                    "encode",
-                    "-i",
-                    json_path.to_str().unwrap(),
-                    "-o",
-                    dback.to_str().unwrap(),
-                ])
-                .unwrap(),
-                &format!("crit encode {name}"),
-            );
-            assert!(
-                std::fs::read(&dback).unwrap() == bytes,
-                "{name}: Debian's encode of cryo's JSON differs"
-            );
+            debian_encode_gives(&ours, tmp, &name, pretty, &bytes);
         } else {
             eprintln!(
                 "{name} (pretty {pretty}): only cryo prints {:?}; tolerated {:?}",
@@ -323,17 +235,7 @@ fn handmade_images() {
         let json = img.with_extension("json");
         assert!(json.exists(), "{} has no JSON", img.display());
         let out = tmp.join("out.img");
-        stdout_of(
-            cryo(&[
-                "crit",
-                "encode",
-                "-i",
-                json.to_str().unwrap(),
-                "-o",
-                out.to_str().unwrap(),
-            ]),
-            &format!("cryo crit encode {}", json.display()),
-        );
+        cryo_encode(&json, &out, &json.display().to_string());
         assert!(
             std::fs::read(&out).unwrap() == std::fs::read(&img).unwrap(),
             "{}: cryo's encode of the hand-written JSON differs from the image",

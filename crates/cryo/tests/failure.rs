@@ -20,7 +20,12 @@
 #![forbid(unsafe_code)]
 
 mod common;
-use common::{send_signal, wait_child_timeout, Res};
+use common::{
+    alive, append, bin_dir_with_support, cmdline_has, conclude, create_images_dir, cryo_bin,
+    cryo_command, describe, gcc, proc_state, read_lossy, reaper_cmd_status, reaper_records,
+    reaper_restore_command, send_signal, serial, skipped, sources_dir, status_field, stop_reapers,
+    tail, wait_child_timeout, wait_or_kill, CryoOut, Res,
+};
 use std::ffi::OsStr;
 use std::fmt::Write as _;
 use std::fs::{self, File, OpenOptions};
@@ -29,7 +34,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
@@ -42,79 +47,23 @@ const CRYO_TIMEOUT: Duration = Duration::from_secs(300);
 /// How long cryo may take to exit after SIGINT/SIGTERM (the fault pause is 2 s).
 const INTERRUPT_EXIT: Duration = Duration::from_secs(10);
 
-/// Tests run one at a time: they reuse PIDs and want the CPUs.
-static SERIAL: Mutex<()> = Mutex::new(());
 static BUILT: OnceLock<Res<PathBuf>> = OnceLock::new();
 
 /// The scenarios these tests use.
 const SOURCES: &[&str] = &["signals", "avx_register", "heap_hash", "timers", "counter"];
 
-fn env_flag(name: &str) -> bool {
-    std::env::var(name).is_ok_and(|v| !v.is_empty() && v != "0")
-}
-
-fn strict() -> bool {
-    env_flag("CRYO_TEST_STRICT")
-}
-
-/// Report a skip; under `CRYO_TEST_STRICT=1` it is a failure.
-fn skipped(what: &str, reason: &str) {
-    if strict() {
-        panic!("{what}: skipped under CRYO_TEST_STRICT=1: {reason}");
-    }
-    eprintln!("SKIP {what}: {reason}");
-}
-
-fn cryo_bin() -> PathBuf {
-    std::env::var_os("CRYO_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_cryo")))
-}
-
-fn sources_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios")
-}
-
 fn work_root() -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).join("failure")
-}
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 // ---------------------------------------------------------------------------------------------
 // Building
 
-fn gcc(src: &Path, out: &Path) -> Res<()> {
-    let output = Command::new("gcc")
-        .args(["-O1", "-g", "-Wall", "-pthread", "-I"])
-        .arg(sources_dir())
-        .arg("-o")
-        .arg(out)
-        .arg(src)
-        .arg("-lrt")
-        .output()
-        .map_err(|e| format!("run gcc: {e}"))?;
-    if !output.status.success() {
-        return Err(format!(
-            "gcc {} failed:\n{}",
-            src.display(),
-            String::from_utf8_lossy(&output.stderr)
-        ));
-    }
-    Ok(())
-}
-
 fn build_all() -> Res<PathBuf> {
-    let bin = work_root().join("bin");
-    fs::create_dir_all(&bin).map_err(|e| format!("create {}: {e}", bin.display()))?;
-    let dir = sources_dir();
+    let bin = bin_dir_with_support(&work_root())?;
     for name in SOURCES {
-        gcc(&dir.join(format!("{name}.c")), &bin.join(name))?;
+        gcc(&sources_dir().join(format!("{name}.c")), &bin.join(name))?;
     }
-    gcc(&dir.join("support/reaper.c"), &bin.join("reaper"))?;
-    gcc(&dir.join("support/spawn.c"), &bin.join("spawn"))?;
     Ok(bin)
 }
 
@@ -124,61 +73,6 @@ fn built() -> Res<PathBuf> {
 
 // ---------------------------------------------------------------------------------------------
 // Processes, through /proc and the `kill` program
-
-/// The state letter of /proc/PID/stat, or None if there is no such process.
-fn proc_state(pid: i32) -> Option<char> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.trim_start().chars().next()
-}
-
-fn alive(pid: i32) -> bool {
-    matches!(proc_state(pid), Some(s) if s != 'Z' && s != 'X')
-}
-
-/// The value of field `name` of /proc/PID/status.
-fn status_field(pid: i32, name: &str) -> Res<String> {
-    let text = fs::read_to_string(format!("/proc/{pid}/status"))
-        .map_err(|e| format!("read /proc/{pid}/status: {e}"))?;
-    text.lines()
-        .find_map(|l| {
-            l.strip_prefix(name)?
-                .strip_prefix(':')
-                .map(|v| v.trim().to_owned())
-        })
-        .ok_or_else(|| format!("no {name} in /proc/{pid}/status"))
-}
-
-fn cmdline_has(pid: i32, needle: &Path) -> bool {
-    let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-    let needle = needle.as_os_str().as_encoded_bytes();
-    !needle.is_empty() && cmdline.windows(needle.len()).any(|w| w == needle)
-}
-
-fn describe(st: ExitStatus) -> String {
-    match (st.code(), st.signal()) {
-        (Some(code), _) => format!("exit code {code}"),
-        (None, Some(sig)) => format!("killed by signal {sig}"),
-        _ => format!("wait status {:#x}", st.into_raw()),
-    }
-}
-
-fn read_lossy(path: &Path) -> String {
-    fs::read(path)
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default()
-}
-
-fn tail(path: &Path, lines: usize) -> String {
-    match fs::read(path) {
-        Ok(bytes) => {
-            let text = String::from_utf8_lossy(&bytes);
-            let all: Vec<&str> = text.lines().collect();
-            all[all.len().saturating_sub(lines)..].join("\n")
-        }
-        Err(e) => format!("({e})"),
-    }
-}
 
 /// A PID no process has.
 fn unused_pid() -> i32 {
@@ -462,17 +356,7 @@ impl Scenario {
             let _ = child.kill();
             let _ = child.wait();
         }
-        for r in &mut self.reapers {
-            if wait_child_timeout(r, Duration::from_secs(10))
-                .ok()
-                .flatten()
-                .is_none()
-            {
-                let _ = r.kill();
-                let _ = r.wait();
-            }
-        }
-        self.reapers.clear();
+        stop_reapers(&mut self.reapers);
     }
 }
 
@@ -499,14 +383,6 @@ fn collect_logs(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-fn append(path: &Path) -> Res<File> {
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(|e| format!("open {}: {e}", path.display()))
-}
-
 /// Run `body` with the scenario `name` started in case `label`; skips (or fails under strict)
 /// when the scenario cannot run here; panics with diagnostics on failure.
 fn with_scenario(name: &'static str, label: &str, body: impl FnOnce(&mut Scenario) -> Res<()>) {
@@ -520,97 +396,35 @@ fn with_scenario(name: &'static str, label: &str, body: impl FnOnce(&mut Scenari
     };
     let result = body(&mut s);
     s.cleanup();
-    match result {
-        Ok(()) => {
-            let _ = fs::remove_dir_all(&s.dir);
-        }
-        Err(e) => {
-            eprintln!("{}", s.diagnostics());
-            panic!("{label} ({name}): {e}");
-        }
-    }
+    conclude(
+        result,
+        &s.dir,
+        || s.diagnostics(),
+        &format!("{label} ({name})"),
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
 // Running cryo
 
-struct CryoOut {
-    status: ExitStatus,
-    stderr: String,
-}
-
-impl CryoOut {
-    fn show(&self) -> String {
-        format!("{}, stderr:\n{}", describe(self.status), self.stderr)
-    }
-
-    /// A clean failure: exited (not killed), non-zero, not Rust's panic status, no panic text, an
-    /// error message.
-    fn expect_clean_failure(&self, what: &str) -> Res<()> {
-        let code = self.status.code();
-        if code.is_none() || code == Some(0) || code == Some(101) {
-            return Err(format!(
-                "{what}: expected a clean failure, got {}",
-                self.show()
-            ));
-        }
-        if self.stderr.contains("panicked") || self.stderr.contains("RUST_BACKTRACE") {
-            return Err(format!("{what}: cryo panicked: {}", self.show()));
-        }
-        if !self.stderr.to_lowercase().contains("error") {
-            return Err(format!("{what}: no error message: {}", self.show()));
-        }
-        Ok(())
-    }
-
-    /// Every one of `words` is in stderr.
-    fn expect_mentions(&self, what: &str, words: &[&str]) -> Res<()> {
-        for w in words {
-            if !self.stderr.contains(w) {
-                return Err(format!(
-                    "{what}: the error does not mention {w:?}: {}",
-                    self.show()
-                ));
-            }
-        }
-        Ok(())
-    }
-}
-
 /// Start cryo with `args` in `cwd`, stdout+stderr to `log` (cryo's own error output).
 fn spawn_cryo(args: &[&OsStr], cwd: &Path, env: &[(&str, &str)], log: &Path) -> Res<Child> {
-    let out = append(log)?;
-    let err = out.try_clone().map_err(|e| format!("dup: {e}"))?;
-    let mut cmd = Command::new(cryo_bin());
-    cmd.args(args)
-        .current_dir(cwd)
-        .env_remove("CRYO_FAULT_INJECT")
-        .env_remove("CRYO_FAULT_PAUSE")
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.spawn()
+    cryo_command(&cryo_bin(), args, cwd, env, log)?
+        .spawn()
         .map_err(|e| format!("start {}: {e}", cryo_bin().display()))
 }
 
 fn finish_cryo(mut child: Child, log: &Path, timeout: Duration) -> Res<CryoOut> {
-    let status = match wait_child_timeout(&mut child, timeout)? {
-        Some(st) => st,
-        None => {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(format!(
-                "cryo did not exit within {timeout:?}; output:\n{}",
-                read_lossy(log)
-            ));
-        }
+    let Some(status) = wait_or_kill(&mut child, timeout)? else {
+        return Err(format!(
+            "cryo did not exit within {timeout:?}; output:\n{}",
+            read_lossy(log)
+        ));
     };
     Ok(CryoOut {
         status,
-        stderr: read_lossy(log),
+        output: read_lossy(log),
+        stream: "stderr",
     })
 }
 
@@ -622,9 +436,7 @@ fn run_cryo(args: &[&OsStr], cwd: &Path, env: &[(&str, &str)], log: &Path) -> Re
 /// A new images directory `name` (0700) in the case directory.
 fn images_dir(s: &Scenario, name: &str) -> Res<PathBuf> {
     let images = s.dir.join(name);
-    fs::create_dir(&images).map_err(|e| format!("create {}: {e}", images.display()))?;
-    fs::set_permissions(&images, fs::Permissions::from_mode(0o700))
-        .map_err(|e| format!("chmod {}: {e}", images.display()))?;
+    create_images_dir(&images)?;
     Ok(images)
 }
 
@@ -663,20 +475,6 @@ fn dump(
     Ok((images, out))
 }
 
-/// The reaper's lines: (kind, pid, raw wait status), kind "cmd" or "exit".
-fn reaper_records(out: &Path) -> Vec<(String, i32, i32)> {
-    read_lossy(out)
-        .lines()
-        .filter_map(|l| {
-            let mut it = l.split_whitespace();
-            let kind = it.next()?.to_owned();
-            let pid = it.next()?.parse().ok()?;
-            let status = it.next()?.parse().ok()?;
-            Some((kind, pid, status))
-        })
-        .collect()
-}
-
 struct RestoreRun {
     out: CryoOut,
     /// The reaper's record file.
@@ -690,31 +488,19 @@ fn restore(s: &mut Scenario, images: &Path, label: &str) -> Res<RestoreRun> {
     let records = s.dir.join(format!("reaper-{label}"));
     let pidfile = s.dir.join(format!("{label}.pid"));
     let log = s.dir.join(format!("{label}.out"));
-    let out = append(&log)?;
-    let err = out.try_clone().map_err(|e| format!("dup: {e}"))?;
-    let mut cmd = Command::new(built()?.join("reaper"));
-    cmd.arg(&records)
-        .arg(cryo_bin())
-        .args(["restore", "-D"])
-        .arg(images)
-        .args(["-d", "--pidfile"])
+    let reaper = built()?.join("reaper");
+    let mut cmd = reaper_restore_command(&reaper, &records, &cryo_bin(), images, &log)?;
+    cmd.args(["-d", "--pidfile"])
         .arg(&pidfile)
         .args(["-o", "restore.log", "-v4"])
-        .current_dir(images)
         .env_remove("CRYO_FAULT_INJECT")
-        .env_remove("CRYO_FAULT_PAUSE")
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err);
+        .env_remove("CRYO_FAULT_PAUSE");
     s.note(format!("run {cmd:?}"));
     let reaper = cmd.spawn().map_err(|e| format!("start reaper: {e}"))?;
     s.reapers.push(reaper);
     let start = Instant::now();
     let raw = loop {
-        if let Some((_, _, st)) = reaper_records(&records)
-            .into_iter()
-            .find(|(k, _, _)| k == "cmd")
-        {
+        if let Some(st) = reaper_cmd_status(&records) {
             break st;
         }
         let reaper = s.reapers.last_mut().ok_or("no reaper")?;
@@ -734,7 +520,8 @@ fn restore(s: &mut Scenario, images: &Path, label: &str) -> Res<RestoreRun> {
     }
     let out = CryoOut {
         status: ExitStatus::from_raw(raw),
-        stderr: read_lossy(&log),
+        output: read_lossy(&log),
+        stream: "stderr",
     };
     s.note(format!("{label}: {} pid {pid:?}", describe(out.status)));
     Ok(RestoreRun { out, records, pid })
@@ -850,7 +637,7 @@ fn probe_fault_injection() -> Res<()> {
     let _ = sleeper.kill();
     let _ = sleeper.wait();
     let out = out?;
-    if out.status.success() || !out.stderr.contains("fault injected") {
+    if out.status.success() || !out.output.contains("fault injected") {
         return Err(format!(
             "{} ignores CRYO_FAULT_INJECT (built without the fault-injection feature, or \
              replaced by another cargo build of the same target directory): {}",
@@ -949,7 +736,7 @@ fn interrupt_case(phase: &'static str, sig: &'static str) {
                     ));
                 }
                 out.expect_clean_failure(&format!("dump interrupted by SIG{sig} at {phase}"))?;
-                if !out.stderr.to_lowercase().contains("interrupted") {
+                if !out.output.to_lowercase().contains("interrupted") {
                     return Err(format!(
                         "the error does not say interrupted: {}",
                         out.show()

@@ -43,7 +43,10 @@
 //!   `target/tmp/scenarios/`); failing ones are always kept.
 
 mod common;
-use common::{send_signal, wait_child_timeout, Res};
+use common::{
+    alive, cryo_bin, describe, env_flag, gcc, proc_state, reaper_records, send_signal, sources_dir,
+    strict, tail, wait_child_timeout, Res,
+};
 use std::fmt::Write as _;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -127,26 +130,8 @@ enum Verdict {
     Skip(String),
 }
 
-fn env_flag(name: &str) -> bool {
-    std::env::var(name).is_ok_and(|v| !v.is_empty() && v != "0")
-}
-
-fn strict() -> bool {
-    env_flag("CRYO_TEST_STRICT")
-}
-
 fn no_cr() -> bool {
     env_flag("CRYO_SCENARIO_NO_CR")
-}
-
-fn cryo_bin() -> PathBuf {
-    std::env::var_os("CRYO_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_cryo")))
-}
-
-fn sources_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios")
 }
 
 fn work_root() -> PathBuf {
@@ -163,26 +148,6 @@ fn python() -> PathBuf {
 
 // ---------------------------------------------------------------------------------------------
 // Building
-
-fn gcc(src: &Path, out: &Path) -> Res<()> {
-    let output = Command::new("gcc")
-        .args(["-O1", "-g", "-Wall", "-pthread", "-I"])
-        .arg(sources_dir())
-        .arg("-o")
-        .arg(out)
-        .arg(src)
-        .arg("-lrt")
-        .output()
-        .map_err(|e| format!("run gcc: {e}"))?;
-    if !output.status.success() {
-        return Err(format!(
-            "gcc {} failed:\n{}",
-            src.display(),
-            String::from_utf8_lossy(&output.stderr)
-        ));
-    }
-    Ok(())
-}
 
 /// Build every `tests/scenarios/*.c` and the helpers of `support/` into
 /// `target/tmp/scenarios/bin`.
@@ -212,14 +177,6 @@ fn built() -> Res<PathBuf> {
 // ---------------------------------------------------------------------------------------------
 // Processes, without waitpid(): /proc and the `kill` program
 
-/// The state letter of /proc/PID/stat, or None if there is no such process.
-fn proc_state(pid: i32) -> Option<char> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // "pid (comm) S ...": comm may hold spaces and parentheses, the state follows the last ')'.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.trim_start().chars().next()
-}
-
 /// Fields of /proc/PID/stat after the comm, starting with the state (field 3).
 fn proc_stat_fields(pid: i32) -> Option<Vec<String>> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -227,30 +184,9 @@ fn proc_stat_fields(pid: i32) -> Option<Vec<String>> {
     Some(rest.split_whitespace().map(str::to_owned).collect())
 }
 
-/// Whether PID exists and is not a zombie.
-fn alive(pid: i32) -> bool {
-    matches!(proc_state(pid), Some(s) if s != 'Z' && s != 'X')
-}
-
 /// Describe a raw wait status.
 fn describe_status(raw: i32) -> String {
-    let st = ExitStatus::from_raw(raw);
-    match (st.code(), st.signal()) {
-        (Some(code), _) => format!("exit code {code}"),
-        (None, Some(sig)) => format!("killed by signal {sig}"),
-        _ => format!("wait status {raw:#x}"),
-    }
-}
-
-fn tail(path: &Path, lines: usize) -> String {
-    match fs::read(path) {
-        Ok(bytes) => {
-            let text = String::from_utf8_lossy(&bytes);
-            let all: Vec<&str> = text.lines().collect();
-            all[all.len().saturating_sub(lines)..].join("\n")
-        }
-        Err(e) => format!("({e})"),
-    }
+    describe(ExitStatus::from_raw(raw))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -269,20 +205,6 @@ impl Restore {
             .find(|(k, p, _)| k == kind && pid.is_none_or(|want| *p == want))
             .map(|(_, p, s)| (p, s))
     }
-}
-
-/// The reaper's lines so far: (kind, pid, raw wait status), kind "cmd" or "exit".
-fn reaper_records(out: &Path) -> Vec<(String, i32, i32)> {
-    let text = fs::read_to_string(out).unwrap_or_default();
-    text.lines()
-        .filter_map(|l| {
-            let mut it = l.split_whitespace();
-            let kind = it.next()?.to_owned();
-            let pid = it.next()?.parse().ok()?;
-            let status = it.next()?.parse().ok()?;
-            Some((kind, pid, status))
-        })
-        .collect()
 }
 
 struct Case {

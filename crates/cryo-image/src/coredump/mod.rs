@@ -15,6 +15,12 @@
 //!   `NT_X86_XSTATE`; last `NT_X86_XSAVE_LAYOUT`. The kernel writes one `NT_SIGINFO` (the
 //!   signal that killed the process); a dump has no such signal, so every thread gets one,
 //!   zero, and `pr_cursig` is 0 (gdb then says nothing about a signal).
+//! - A process whose leader has exited while other threads run on (`pthread_exit`; its core
+//!   says `TASK_DEAD` as a zombie's, but `pstree.img` lists live threads for it) is converted
+//!   as the kernel dumps one: the dead leader has no thread notes (the first live thread takes
+//!   the leader's place in the order above), `NT_PRPSINFO` still describes the leader (pid,
+//!   name, credentials) with state 8 (`.`, the kernel's number for `TASK_DEAD`). A zombie
+//!   (`TASK_DEAD`, no other thread) and a helper task have no core.
 //! - Registers are the dumped ones. A thread caught in a restartable syscall was normalised
 //!   at dump time (`rip` back on the `syscall` instruction, `rax` = the syscall number,
 //!   `orig_rax` = -1): that is what the core shows, so frame #0 is 2 bytes before where gdb
@@ -310,6 +316,10 @@ struct Process {
     entry: pb::PstreeEntry,
     tc: pb::TaskCoreEntry,
     leader_core: Option<pb::ThreadCoreEntry>,
+    /// The leader has exited while other threads run on (`pthread_exit`): it has no thread
+    /// in the core, as in the kernel's.
+    leader_dead: bool,
+    /// The live threads, the leader (when alive) first.
     threads: Vec<Thread>,
     mm: pb::MmEntry,
 }
@@ -337,8 +347,11 @@ impl Process {
             image: core_path.clone(),
             what: "no task_core_entry (tc)".into(),
         })?;
+        // A dead leader's core says TASK_DEAD, as a zombie's; the other threads pstree.img
+        // lists for it tell it from one.
+        let leader_dead = tc.task_state == TASK_DEAD && entry.threads.iter().any(|t| *t != pid);
         match tc.task_state {
-            TASK_DEAD => {
+            TASK_DEAD if !leader_dead => {
                 return Err(CoreDumpError::NoMemory {
                     pid,
                     what: "zombie",
@@ -369,15 +382,20 @@ impl Process {
                 });
             }
         }
-        // The leader first, each thread once.
-        let mut tids = vec![pid];
+        // The leader first (unless it is dead: it has no registers), each thread once.
+        let mut tids = if leader_dead { vec![] } else { vec![pid] };
         for t in &entry.threads {
-            if !tids.contains(t) {
+            if *t != pid && !tids.contains(t) {
                 tids.push(*t);
             }
         }
         let mut threads = Vec::with_capacity(tids.len().min(1024));
-        let mut leader_core = None;
+        // A dead leader's credentials and nice value are still in its core, for NT_PRPSINFO.
+        let mut leader_core = if leader_dead {
+            leader.thread_core.clone()
+        } else {
+            None
+        };
         for tid in tids {
             let core = if tid == pid {
                 leader.clone()
@@ -427,6 +445,7 @@ impl Process {
             entry: entry.clone(),
             tc,
             leader_core,
+            leader_dead,
             threads,
             mm,
         })
@@ -610,6 +629,8 @@ fn psinfo(proc: &Process, mem: &Memory, segs: &[Segment]) -> Result<PsInfo, Core
     let creds = proc.leader_core.as_ref().and_then(|c| c.creds.as_ref());
     Ok(PsInfo {
         state: match proc.tc.task_state {
+            // The kernel's `ffz(~TASK_DEAD) + 1` for a leader that has exited: '.'.
+            _ if proc.leader_dead => 8,
             TASK_STOPPED => 3,
             // Running, as the task writing its own core is.
             TASK_ALIVE => 0,
@@ -1004,6 +1025,17 @@ mod tests {
         path
     }
 
+    /// The notes of the first thread, in the kernel's order (the process-wide ones with it).
+    const FIRST_THREAD_NOTES: [u32; 7] = [
+        elf::NT_PRSTATUS,
+        elf::NT_PRPSINFO,
+        elf::NT_SIGINFO,
+        elf::NT_AUXV,
+        elf::NT_FILE,
+        elf::NT_FPREGSET,
+        elf::NT_X86_XSTATE,
+    ];
+
     fn convert(dir: &Path, pid: u32) -> (Vec<u8>, CoreStats) {
         let mut out = Cursor::new(Vec::new());
         let stats = write_core(dir, pid, &mut out, Path::new("core")).unwrap();
@@ -1057,23 +1089,10 @@ mod tests {
         let n = notes(&core);
         let types: Vec<u32> = n.iter().map(|x| x.1).collect();
         use elf::*;
-        assert_eq!(
-            types,
-            vec![
-                NT_PRSTATUS,
-                NT_PRPSINFO,
-                NT_SIGINFO,
-                NT_AUXV,
-                NT_FILE,
-                NT_FPREGSET,
-                NT_X86_XSTATE,
-                NT_PRSTATUS,
-                NT_SIGINFO,
-                NT_FPREGSET,
-                NT_X86_XSTATE,
-                NT_X86_XSAVE_LAYOUT
-            ]
-        );
+        let mut want = FIRST_THREAD_NOTES.to_vec();
+        want.extend([NT_PRSTATUS, NT_SIGINFO, NT_FPREGSET, NT_X86_XSTATE]);
+        want.push(NT_X86_XSAVE_LAYOUT);
+        assert_eq!(types, want);
         assert!(n.iter().all(|x| x.0
             == if x.1 >= 0x200 && x.1 < 0x300 {
                 "LINUX"
@@ -1168,6 +1187,61 @@ mod tests {
     }
 
     #[test]
+    fn a_dead_leader_has_no_thread() {
+        let dir = tmpdir("dead-leader");
+        let lib = library(&dir);
+        dump(&dir, &lib);
+        // The leader has exited (pthread_exit), thread 201 runs on: the leader's core has no
+        // registers and says TASK_DEAD, pstree.img still lists both.
+        let leader = pb::CoreEntry {
+            mtype: pb::core_entry::March::X8664 as i32,
+            tc: Some(pb::TaskCoreEntry {
+                task_state: TASK_DEAD,
+                comm: "proc".into(),
+                ..Default::default()
+            }),
+            thread_core: Some(pb::ThreadCoreEntry {
+                sched_nice: Some(-3),
+                creds: Some(pb::CredsEntry {
+                    uid: 1000,
+                    gid: 1001,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        write_all_entries(&dir, ImageKind::Core, Some(200), &[leader]).unwrap();
+        let (core, stats) = convert(&dir, 200);
+        assert_eq!(stats.threads, 1);
+        let n = notes(&core);
+        let types: Vec<u32> = n.iter().map(|x| x.1).collect();
+        let mut want = FIRST_THREAD_NOTES.to_vec();
+        want.push(elf::NT_X86_XSAVE_LAYOUT);
+        assert_eq!(types, want);
+        // The live thread, with the process's ids.
+        let st = &n[0].2;
+        assert_eq!(
+            (u32_at(st, 32), u32_at(st, 36), u32_at(st, 40)),
+            (201, 1, 200)
+        );
+        assert_eq!(u64_at(st, 112 + 16 * 8), 0x1_0020, "rip of thread 201");
+        // The leader as the kernel describes it: state 8 ('.'), its pid, name and creds.
+        let ps = &n[1].2;
+        assert_eq!((ps[0], ps[1], ps[2], ps[3] as i8), (8, b'.', 0, -3));
+        assert_eq!((u32_at(ps, 16), u32_at(ps, 20)), (1000, 1001));
+        assert_eq!(u32_at(ps, 24), 200);
+        assert_eq!(&ps[40..45], b"proc\0");
+        // Memory as for any process.
+        assert_eq!(phdrs(&core).len(), 10);
+        let out_dir = dir.join("cores");
+        let done = write_core_dumps(&dir, None, &out_dir).unwrap();
+        assert_eq!(done.written.len(), 1);
+        assert!(done.skipped.is_empty());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn bad_images_are_errors() {
         let dir = tmpdir("bad");
         let lib = library(&dir);
@@ -1193,7 +1267,15 @@ mod tests {
         let err = write_core(&dir, 200, &mut out, Path::new("core")).unwrap_err();
         assert!(err.to_string().contains("overlap"), "{err}");
 
-        // A zombie.
+        // A zombie: dead, and no other thread.
+        let pstree = pb::PstreeEntry {
+            pid: 200,
+            ppid: 1,
+            pgid: 200,
+            sid: 190,
+            threads: vec![200],
+        };
+        write_all_entries(&dir, ImageKind::Pstree, None, &[pstree]).unwrap();
         let zombie = pb::CoreEntry {
             mtype: pb::core_entry::March::X8664 as i32,
             tc: Some(pb::TaskCoreEntry {
