@@ -550,6 +550,8 @@ fn restore_tree(imgs: &[TaskImages], env: &PuppetEnv, puppets: &mut Vec<Puppet>)
             p.zombie = true;
         }
     }
+    // A test build can fail here, with every process made (`restore-tree`).
+    crate::dump::fault_point("restore-tree")?;
     // 2. Each process becomes the rest of its dumped self. A shared fd table is filled by the
     //    first process that has it; the trampoline of a shared address space is unmapped by
     //    the last.
