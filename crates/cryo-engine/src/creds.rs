@@ -63,6 +63,16 @@ pub fn dump_securebits(inj: &Injector) -> Result<u32> {
     )? as u32)
 }
 
+/// Whether task `tid` (a puppet, which started with cryo's credentials) has the credentials of
+/// `c` already, as /proc shows them (a root task restored by root, as a rule): then there is
+/// nothing to restore.
+pub fn has_creds(tid: cryo_sys::Pid, c: &pb::CredsEntry) -> Result<bool> {
+    use crate::error::TaskCtx;
+    let st = cryo_sys::procfs::read_status(tid)?;
+    let secbits = cryo_sys::task::own_securebits().task_ctx("read securebits", tid)?;
+    Ok(dump_creds(&st, secbits) == *c)
+}
+
 /// Give the puppet the credentials of `c`.
 pub fn restore_creds(inj: &Injector, c: &pb::CredsEntry) -> Result<()> {
     let bnd = join(&c.cap_bnd);

@@ -29,8 +29,9 @@ const IMG_VERSION: u32 = 2;
 pub const PHASES: [&str; 6] = ["seized", "injector", "remote", "files", "memory", "images"];
 
 /// Test builds only (feature `fault-injection`): `CRYO_FAULT_INJECT=<phase>` fails the dump
-/// there; `CRYO_FAULT_PAUSE=<phase>` waits 2 s there (so a test can signal cryo mid-dump).
-fn fault_point(phase: &str) -> Result<()> {
+/// (or restore) there; `CRYO_FAULT_PAUSE=<phase>` waits 2 s there (so a test can signal cryo
+/// mid-dump).
+pub(crate) fn fault_point(phase: &str) -> Result<()> {
     if !cfg!(feature = "fault-injection") {
         return Ok(());
     }

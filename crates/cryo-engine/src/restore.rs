@@ -477,21 +477,42 @@ fn make_zombie(p: &Puppet, status: u32) -> Result<()> {
 }
 
 /// Have `parent` create `tid` (as the parent's pid namespace numbers it) with clone3 (set_tid)
-/// and `flags`; returns the new task's TID in cryo's namespace.
-fn remote_clone(parent: &Injector, tid: Pid, flags: u64, exit_signal: u64) -> Result<Pid> {
+/// and `flags`, and `clear_tid` as its TID address (CLONE_CHILD_CLEARTID) unless 0; returns the
+/// new task's TID in cryo's namespace.
+fn remote_clone(
+    parent: &Injector,
+    tid: Pid,
+    flags: u64,
+    exit_signal: u64,
+    clear_tid: u64,
+) -> Result<Pid> {
     const ARGS_OFF: u64 = 1024;
-    const TID_OFF: u64 = 1024 + 128;
-    let set_tid = parent.write_scratch(TID_OFF, &tid.0.to_ne_bytes())?;
-    let mut args = Vec::with_capacity(88);
-    for v in [flags, 0, 0, 0, exit_signal, 0, 0, 0, set_tid.0, 1, 0] {
+    // struct clone_args (88 bytes), then the one set_tid entry.
+    let set_tid = parent.scratch().offset(ARGS_OFF + 88);
+    let (flags, child_tid) = if clear_tid != 0 {
+        (flags | libc::CLONE_CHILD_CLEARTID as u64, clear_tid)
+    } else {
+        (flags, 0)
+    };
+    let mut args = Vec::with_capacity(96);
+    for v in [
+        flags,
+        0,
+        child_tid,
+        0,
+        exit_signal,
+        0,
+        0,
+        0,
+        set_tid.0,
+        1,
+        0,
+    ] {
         args.extend_from_slice(&v.to_ne_bytes());
     }
+    args.extend_from_slice(&tid.0.to_ne_bytes());
     let a = parent.write_scratch(ARGS_OFF, &args)?;
-    let got = parent.syscall(
-        &format!("create task {tid}"),
-        libc::SYS_clone3,
-        &[a.0, args.len() as u64],
-    )?;
+    let got = parent.syscall(&format!("create task {tid}"), libc::SYS_clone3, &[a.0, 88])?;
     if got as i32 != tid.0 {
         return Err(Error::Task {
             what: format!("create at this pid (got {got})"),
@@ -530,6 +551,8 @@ fn restore_tree(imgs: &[TaskImages], env: &PuppetEnv, puppets: &mut Vec<Puppet>)
             p.zombie = true;
         }
     }
+    // A test build can fail here, with every process made (`restore-tree`).
+    crate::dump::fault_point("restore-tree")?;
     // 2. Each process becomes the rest of its dumped self. A shared fd table is filled by the
     //    first process that has it; the trampoline of a shared address space is unmapped by
     //    the last.
@@ -656,7 +679,7 @@ impl<'a, 'e> TreeBuilder<'a, 'e> {
                 (c, own.session as u32, own.pgrp as u32)
             }
             Some(k) => {
-                let c = remote_clone(&self.puppets[k].inj, pid, flags, libc::SIGCHLD as u64)
+                let c = remote_clone(&self.puppets[k].inj, pid, flags, libc::SIGCHLD as u64, 0)
                     .map_err(|e| match e {
                         Error::Task { source, .. } => in_use(source),
                         e => e,
@@ -1160,6 +1183,9 @@ fn drive_puppet(
     }
     task_attrs::restore_process_attrs(inj, &tc, img.fs.umask.unwrap_or(0o022))
         .map_err(|e| ctx("task attributes", &core_img, e))?;
+    // The leader's own thread state first: the threads then inherit its scheduling and name,
+    // which most of them share.
+    restore_thread(inj, leader_core, &core_img, false)?;
     // The other threads, created while the leader still has every privilege (they inherit
     // its credentials, then set their own).
     const THREAD_FLAGS: u64 = (libc::CLONE_VM
@@ -1169,17 +1195,17 @@ fn drive_puppet(
         | libc::CLONE_THREAD
         | libc::CLONE_SYSVSEM) as u64;
     let mut thread_injs = Vec::new();
-    for (tid, _) in img.cores.iter().skip(1) {
-        let t = remote_clone(inj, *tid, THREAD_FLAGS, 0)?;
+    for (tid, core) in img.cores.iter().skip(1) {
+        let clear_tid = core.thread_info.as_ref().map_or(0, |ti| ti.clear_tid_addr);
+        let t = remote_clone(inj, *tid, THREAD_FLAGS, 0, clear_tid)?;
         pup.threads.push(t);
         thread_injs.push(adopt(t, *tid, tramp)?);
     }
     let inj = &pup.inj;
     for (t, (tid, core)) in thread_injs.iter().zip(img.cores.iter().skip(1)) {
         let core_img = format!("core-{tid}.img");
-        restore_thread(&t.inj, core, &core_img)?;
+        restore_thread(&t.inj, core, &core_img, true)?;
     }
-    restore_thread(inj, leader_core, &core_img)?;
     if fill_fds {
         files::restore_fds(inj, &img.fdinfos, files, PATH_OFF)
             .map_err(|e| ctx("file descriptors", "fdinfo/files.img", e))?;
@@ -1191,6 +1217,9 @@ fn drive_puppet(
     }
     for (t, (tid, core)) in thread_injs.iter().zip(img.cores.iter().skip(1)) {
         if let Some(c) = core.thread_core.as_ref().and_then(|th| th.creds.as_ref()) {
+            if creds::has_creds(t.pid, c)? {
+                continue;
+            }
             creds::restore_creds(&t.inj, c)
                 .map_err(|e| ctx("credentials", &format!("core-{tid}.img"), e))?;
         }
@@ -1199,6 +1228,7 @@ fn drive_puppet(
         .thread_core
         .as_ref()
         .and_then(|th| th.creds.as_ref())
+        .filter(|c| !creds::has_creds(pid, c).unwrap_or(false))
     {
         creds::restore_creds(inj, c).map_err(|e| ctx("credentials", &core_img, e))?;
     }
@@ -1268,8 +1298,14 @@ fn drive_puppet(
 }
 
 /// Per-thread state of a puppet thread: altstack, robust list, TID address, scheduling, name,
-/// rseq.
-fn restore_thread(inj: &Injector, core: &pb::CoreEntry, image: &str) -> Result<()> {
+/// rseq. `fresh_thread`: a thread cloned for the restore (CLONE_VM), which has no altstack and
+/// its TID address already (see `remote_clone`).
+fn restore_thread(
+    inj: &Injector,
+    core: &pb::CoreEntry,
+    image: &str,
+    fresh_thread: bool,
+) -> Result<()> {
     let pid = inj.pid();
     let ctx = |what: &str, e: Error| Error::Restore {
         what: what.to_string(),
@@ -1296,9 +1332,11 @@ fn restore_thread(inj: &Injector, core: &pb::CoreEntry, image: &str) -> Result<(
         ss_size: 0,
         ss_flags: libc::SS_DISABLE as u32,
     };
-    signals::restore_sigaltstack(inj, th.sas.as_ref().unwrap_or(&no_sas))
-        .map_err(|e| ctx("sigaltstack", e))?;
-    task_attrs::restore_thread_attrs(inj, &th, clear_tid_addr)
+    let sas = th.sas.as_ref().unwrap_or(&no_sas);
+    if !(fresh_thread && sas.ss_flags & libc::SS_DISABLE as u32 != 0) {
+        signals::restore_sigaltstack(inj, sas).map_err(|e| ctx("sigaltstack", e))?;
+    }
+    task_attrs::restore_thread_attrs(inj, &th, clear_tid_addr, fresh_thread)
         .map_err(|e| ctx("thread attributes", e))
 }
 

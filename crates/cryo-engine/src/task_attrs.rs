@@ -132,11 +132,17 @@ pub fn unregister_inherited_rseq(inj: &Injector) -> Result<()> {
 }
 
 /// Restore the per-thread attributes of `tc` (and `clear_tid_addr`) in the puppet.
+///
+/// Only what differs from what the task has is set: a thread cloned for the restore has its TID
+/// address from the clone (`tid_address_set`) and its scheduling and name from the leader,
+/// restored before it; a syscall less is a ptrace round trip less per thread.
 pub fn restore_thread_attrs(
     inj: &Injector,
     tc: &pb::ThreadCoreEntry,
     clear_tid_addr: u64,
+    tid_address_set: bool,
 ) -> Result<()> {
+    let tid = inj.pid();
     if tc.futex_rla != 0 {
         inj.syscall(
             "set robust futex list",
@@ -144,12 +150,19 @@ pub fn restore_thread_attrs(
             &[tc.futex_rla, u64::from(tc.futex_rla_len)],
         )?;
     }
-    inj.syscall(
-        "set tid address",
-        libc::SYS_set_tid_address,
-        &[clear_tid_addr],
-    )?;
-    if let Some(policy) = tc.sched_policy {
+    if !tid_address_set {
+        inj.syscall(
+            "set tid address",
+            libc::SYS_set_tid_address,
+            &[clear_tid_addr],
+        )?;
+    }
+    let (cur_policy, cur_prio) = task::get_sched(tid).task_ctx("read scheduling policy", tid)?;
+    let cur_nice = task::get_nice(tid).task_ctx("read nice", tid)?;
+    if let Some(policy) = tc
+        .sched_policy
+        .filter(|&p| (p, tc.sched_prio.unwrap_or(0)) != (cur_policy, cur_prio))
+    {
         let prio = tc.sched_prio.unwrap_or(0);
         let p = inj.write_scratch(OFF, &prio.to_ne_bytes())?;
         inj.syscall(
@@ -158,14 +171,19 @@ pub fn restore_thread_attrs(
             &[0, u64::from(policy), p.0],
         )?;
     }
-    if let Some(nice) = tc.sched_nice {
+    if let Some(nice) = tc.sched_nice.filter(|&n| n != cur_nice) {
         inj.syscall(
             "set nice",
             libc::SYS_setpriority,
             &[libc::PRIO_PROCESS as u64, 0, nice as i64 as u64],
         )?;
     }
-    if let Some(comm) = &tc.comm {
+    let cur_comm = std::fs::read_to_string(format!("/proc/{tid}/comm")).unwrap_or_default();
+    if let Some(comm) = tc
+        .comm
+        .as_ref()
+        .filter(|c| c.as_str() != cur_comm.trim_end_matches('\n'))
+    {
         let p = inj.write_cstr(OFF, comm)?;
         inj.syscall(
             "set comm",

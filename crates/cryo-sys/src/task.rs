@@ -59,6 +59,13 @@ pub fn exists(pid: Pid) -> bool {
     }
 }
 
+/// cryo's own securebits (`prctl(PR_GET_SECUREBITS)`).
+pub fn own_securebits() -> io::Result<u32> {
+    // SAFETY: integer arguments only.
+    let rc = check(unsafe { libc::prctl(libc::PR_GET_SECUREBITS, 0, 0, 0, 0) } as libc::c_long)?;
+    Ok(rc as u32)
+}
+
 /// The nice value of `pid` (getpriority(PRIO_PROCESS)).
 pub fn get_nice(pid: Pid) -> io::Result<i32> {
     // getpriority returns 20 - nice for the raw syscall.

@@ -50,7 +50,14 @@ const INTERRUPT_EXIT: Duration = Duration::from_secs(10);
 static BUILT: OnceLock<Res<PathBuf>> = OnceLock::new();
 
 /// The scenarios these tests use.
-const SOURCES: &[&str] = &["signals", "avx_register", "heap_hash", "timers", "counter"];
+const SOURCES: &[&str] = &[
+    "signals",
+    "avx_register",
+    "heap_hash",
+    "timers",
+    "counter",
+    "tree",
+];
 
 fn work_root() -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).join("failure")
@@ -1426,4 +1433,131 @@ fn dump_refuses_a_socketpair_half_outside_the_tree() {
     .unwrap_or_else(|e| panic!("{e}"));
     drop(holder);
     let _ = fs::remove_dir_all(&dir);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 7. A restore that fails with the whole tree made kills all of it
+
+/// `tree` (parent, children, threads, a stopped child, a zombie) is dumped, and restored with
+/// `CRYO_FAULT_INJECT=restore-tree` (test builds), which fails once every process exists and
+/// has its memory: cryo must say so, exit non-zero and leave no task behind (the reaper the
+/// restore runs under ends, having nothing left to wait for). Also for a tree with a pid
+/// namespace of its own, whose init waits for every other task of it before it can end.
+fn failed_restore_case(pidns: bool) -> Res<()> {
+    let label = if pidns {
+        "failed-restore-pidns"
+    } else {
+        "failed-restore"
+    };
+    let dir = plain_dir(label);
+    let bin = built()?;
+    let status = dir.join("status");
+    let tmp = dir.join("tmp");
+    fs::create_dir_all(&tmp).map_err(|e| format!("create {}: {e}", tmp.display()))?;
+    // Under a reaper of its own: the orphans of the killed tree must be reaped, or their PIDs
+    // stay taken (pid 1 here may not reap).
+    let mut cmd = Command::new(bin.join("reaper"));
+    cmd.arg(dir.join("reaper-original")).arg(bin.join("spawn"));
+    if pidns {
+        cmd.arg("--pidns");
+    }
+    let mut spawn = cmd
+        .arg(bin.join("tree"))
+        .env("CRYO_SCENARIO_TMP", &tmp)
+        .env("CRYO_SCENARIO_STATUS", &status)
+        .current_dir(&tmp)
+        .stdin(Stdio::null())
+        .stdout(append(&dir.join("stdout"))?)
+        .stderr(append(&dir.join("stderr"))?)
+        .spawn()
+        .map_err(|e| format!("start tree: {e}"))?;
+    let result = (|| -> Res<()> {
+        let start = Instant::now();
+        while !read_lossy(&status).contains("READY") {
+            if start.elapsed() > READY_TIMEOUT || !matches!(spawn.try_wait(), Ok(None)) {
+                return Err(format!("tree never said READY: {}", read_lossy(&status)));
+            }
+            sleep(Duration::from_millis(20));
+        }
+        let child_of = |pid: i32| {
+            read_lossy(Path::new(&format!("/proc/{pid}/task/{pid}/children")))
+                .split_whitespace()
+                .next()
+                .and_then(|p| p.parse::<i32>().ok())
+                .ok_or(format!("pid {pid} has no child"))
+        };
+        // reaper -> spawn (the tree's root, or with --pidns the init's parent) -> init.
+        let mut target = child_of(spawn.id() as i32)?;
+        if pidns {
+            target = child_of(target)?;
+        }
+        let images = dir.join("img");
+        create_images_dir(&images)?;
+        let out = run_cryo(
+            &os(&dump_args(target, &images, &[])),
+            &images,
+            &[],
+            &dir.join("dump.out"),
+        )?;
+        if !out.status.success() {
+            return Err(format!("dump failed: {}", out.show()));
+        }
+        wait_child_timeout(&mut spawn, Duration::from_secs(30))?
+            .ok_or("the dumped tree still runs")?;
+        let records = dir.join("reaper");
+        let log = dir.join("restore.out");
+        let mut reaper =
+            reaper_restore_command(&bin.join("reaper"), &records, &cryo_bin(), &images, &log)?;
+        let mut reaper = reaper
+            .args(["-d", "-o", "restore.log", "-v4"])
+            .env("CRYO_FAULT_INJECT", "restore-tree")
+            .spawn()
+            .map_err(|e| format!("start reaper: {e}"))?;
+        let ended = wait_child_timeout(&mut reaper, Duration::from_secs(60))?;
+        if ended.is_none() {
+            let _ = reaper.kill();
+            let _ = reaper.wait();
+            return Err(format!(
+                "a task is left behind after the failed restore:\n{}",
+                read_lossy(&log)
+            ));
+        }
+        let st = reaper_cmd_status(&records).ok_or("the reaper did not record cryo")?;
+        let out = CryoOut {
+            status: ExitStatus::from_raw(st),
+            output: read_lossy(&log),
+            stream: "stderr",
+        };
+        out.expect_clean_failure("restore with a fault injected")?;
+        out.expect_mentions("restore with a fault injected", &["restore-tree"])
+    })();
+    if matches!(spawn.try_wait(), Ok(None)) {
+        let _ = spawn.kill();
+        let _ = spawn.wait();
+    }
+    match result {
+        Ok(()) => {
+            let _ = fs::remove_dir_all(&dir);
+            Ok(())
+        }
+        Err(e) => Err(format!("{label}: {e} (case directory {})", dir.display())),
+    }
+}
+
+#[test]
+fn failed_restore_kills_the_tree() {
+    let _serial = serial();
+    if !fault_injection_built("failed_restore_kills_the_tree") {
+        return;
+    }
+    failed_restore_case(false).unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[test]
+fn failed_restore_kills_a_pid_namespace() {
+    let _serial = serial();
+    if !fault_injection_built("failed_restore_kills_a_pid_namespace") {
+        return;
+    }
+    failed_restore_case(true).unwrap_or_else(|e| panic!("{e}"));
 }
