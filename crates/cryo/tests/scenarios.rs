@@ -450,25 +450,11 @@ impl Case {
     /// `--new-pidns`: restored `global` (its PID here) must be `original` inside a pid
     /// namespace other than ours, a child of that namespace's init; returns the init's PID.
     fn check_in_new_pidns(&mut self, original: i32, global: i32) -> Res<i32> {
-        let status = fs::read_to_string(format!("/proc/{global}/status"))
-            .map_err(|e| format!("restored pid {global}: {e}"))?;
-        let nspid: Vec<i32> = status
-            .lines()
-            .find_map(|l| l.strip_prefix("NSpid:"))
-            .map(|v| {
-                v.split_whitespace()
-                    .filter_map(|x| x.parse().ok())
-                    .collect()
-            })
-            .unwrap_or_default();
-        if nspid.len() != 2 || nspid[1] != original {
+        let nspid = nspid_elsewhere(global)?;
+        if nspid != [global, original] {
             return Err(format!(
                 "restored pid {global} has NSpid {nspid:?}, want [{global}, {original}]"
             ));
-        }
-        let ns = |p: &str| fs::read_link(p).map_err(|e| format!("{p}: {e}"));
-        if ns(&format!("/proc/{global}/ns/pid"))? == ns("/proc/self/ns/pid")? {
-            return Err(format!("restored pid {global} is in our pid namespace"));
         }
         let ppid = proc_stat_fields(global)
             .and_then(|f| f.get(1).and_then(|p| p.parse::<i32>().ok()))
@@ -491,23 +477,9 @@ impl Case {
 
     /// `pid` (a PID here) must be PID 1 of a pid namespace other than ours.
     fn check_pidns_init(&mut self, pid: i32) -> Res<()> {
-        let status = fs::read_to_string(format!("/proc/{pid}/status"))
-            .map_err(|e| format!("pid {pid}: {e}"))?;
-        let nspid: Vec<i32> = status
-            .lines()
-            .find_map(|l| l.strip_prefix("NSpid:"))
-            .map(|v| {
-                v.split_whitespace()
-                    .filter_map(|x| x.parse().ok())
-                    .collect()
-            })
-            .unwrap_or_default();
+        let nspid = nspid_elsewhere(pid)?;
         if nspid != [pid, 1] {
             return Err(format!("pid {pid} has NSpid {nspid:?}, want [{pid}, 1]"));
-        }
-        let ns = |p: &str| fs::read_link(p).map_err(|e| format!("{p}: {e}"));
-        if ns(&format!("/proc/{pid}/ns/pid"))? == ns("/proc/self/ns/pid")? {
-            return Err(format!("pid {pid} is in our pid namespace"));
         }
         self.note(format!("pid {pid} is the init of its own pid namespace"));
         Ok(())
@@ -828,6 +800,26 @@ impl Drop for Case {
     fn drop(&mut self) {
         self.cleanup();
     }
+}
+
+/// The PIDs of `pid` from our pid namespace down to its own (`NSpid`); it must be in a pid
+/// namespace other than ours.
+fn nspid_elsewhere(pid: i32) -> Res<Vec<i32>> {
+    let status =
+        fs::read_to_string(format!("/proc/{pid}/status")).map_err(|e| format!("pid {pid}: {e}"))?;
+    let ns = |p: &str| fs::read_link(p).map_err(|e| format!("{p}: {e}"));
+    if ns(&format!("/proc/{pid}/ns/pid"))? == ns("/proc/self/ns/pid")? {
+        return Err(format!("pid {pid} is in our pid namespace"));
+    }
+    Ok(status
+        .lines()
+        .find_map(|l| l.strip_prefix("NSpid:"))
+        .map(|v| {
+            v.split_whitespace()
+                .filter_map(|x| x.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default())
 }
 
 /// Run Debian's crit with `verb` from `from` to `to`.
