@@ -4,7 +4,9 @@
 //!
 //! - **v1** (a hierarchy with the `freezer` controller): `freezer.state` reads `THAWED`,
 //!   `FREEZING` or `FROZEN` and takes `FROZEN` or `THAWED`; the threads are in `tasks`. A task
-//!   frozen by it cannot enter a ptrace stop until it is thawed.
+//!   frozen by it cannot enter a ptrace stop until it is thawed, but can be attached: every
+//!   thread is seized and interrupted frozen ([`Cgroup::attach_frozen`]) and stops on its way
+//!   out of the freezer, before it runs again.
 //! - **v2** (the unified hierarchy): `cgroup.freeze` takes `1` or `0`; the freeze is complete
 //!   when `cgroup.events` says `frozen 1`; the threads are in `cgroup.threads`. A frozen task
 //!   still enters a ptrace stop (`PTRACE_INTERRUPT` wins over the freezer trap), and stays in
@@ -126,6 +128,13 @@ pub fn find_roots(procs: &[Pid], ppid_of: impl Fn(Pid) -> Option<Pid>) -> Vec<Pi
             true
         })
         .collect()
+}
+
+/// Whether thread `tid` sleeps in a group stop (SIGSTOP and the like), as its wchan says; a
+/// frozen task shows state `D` whatever it was doing, its wchan tells.
+fn in_group_stop(tid: Pid) -> bool {
+    std::fs::read_to_string(format!("/proc/{tid}/wchan"))
+        .is_ok_and(|w| w.trim() == "do_signal_stop")
 }
 
 /// The parent of a live process, from /proc.
@@ -289,6 +298,91 @@ impl Cgroup {
             }
         }
         Ok(procs.into_iter().collect())
+    }
+
+    /// v1, with the cgroup frozen: attach every thread of it (and of its sub-cgroups) with
+    /// `PTRACE_SEIZE` + `PTRACE_INTERRUPT`, into `into`, without waiting for any stop (none can
+    /// happen before the thaw). Once thawed, each of them enters its ptrace stop on its way
+    /// out of the freezer, before it runs any code of its own: no fork, exit or new thread in
+    /// between, so the tree collected then is the tree as frozen (CRIU's
+    /// `seize_cgroup_tree`).
+    ///
+    /// - A thread found in a group stop (wchan `do_signal_stop`) is left alone: attaching a
+    ///   stopped task waits until it moves into its trace stop, which a frozen task cannot do,
+    ///   so `PTRACE_SEIZE` would block until the thaw. It is seized after the thaw like any
+    ///   task outside the cgroup; stopped, it cannot fork or exit meanwhile either.
+    /// - A thread that cannot be attached because it is exiting (ESRCH; the freezer lets an
+    ///   exiting task finish) is looked for again after a pause, as CRIU does, until it is gone
+    ///   from the cgroup (at most `timeout`).
+    /// - The threads file is read again until a pass finds nothing new (tasks moved into the
+    ///   cgroup meanwhile are frozen too).
+    ///
+    /// On an error, what is attached stays in `into`, for the caller to release after the
+    /// thaw.
+    pub fn attach_frozen(
+        &self,
+        into: &mut std::collections::BTreeMap<Pid, crate::control::Attached>,
+        timeout: Duration,
+    ) -> Result<()> {
+        let start = Instant::now();
+        let mut stopped = BTreeSet::new();
+        loop {
+            let mut exiting = Vec::new();
+            let mut new = 0usize;
+            for tid in self.threads()? {
+                if into.contains_key(&tid) || stopped.contains(&tid) {
+                    continue;
+                }
+                if in_group_stop(tid) {
+                    debug!("thread {tid} of the cgroup is in a group stop: seized after the thaw");
+                    stopped.insert(tid);
+                    continue;
+                }
+                match crate::control::Attached::attach(tid) {
+                    Ok(a) => {
+                        into.insert(tid, a);
+                        new += 1;
+                    }
+                    Err(Error::Task { source, .. })
+                        if source.raw_os_error() == Some(libc::ESRCH) =>
+                    {
+                        exiting.push(tid);
+                    }
+                    Err(Error::Task { source, .. })
+                        if source.raw_os_error() == Some(libc::EPERM)
+                            && !Path::new(&format!("/proc/{tid}/exe")).exists()
+                            && procfs::read_stat(tid).is_ok() =>
+                    {
+                        // A kernel thread (no exe): not dumped, as in CRIU.
+                        debug!("thread {tid} of the cgroup is a kernel thread: left out");
+                        stopped.insert(tid);
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            if exiting.is_empty() && new == 0 {
+                debug!(
+                    "{} threads of the frozen cgroup attached in {:?}",
+                    into.len(),
+                    start.elapsed()
+                );
+                return Ok(());
+            }
+            if !exiting.is_empty() {
+                if start.elapsed() > timeout {
+                    return Err(Error::Path {
+                        what: format!(
+                            "attach threads {exiting:?} (exiting, not gone within {timeout:?}) \
+                             of frozen cgroup"
+                        ),
+                        path: self.path.display().to_string(),
+                        source: io::Error::from_raw_os_error(libc::ETIMEDOUT),
+                    });
+                }
+                debug!("threads {exiting:?} of the cgroup are exiting: looking again");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
     }
 
     /// Freeze the cgroup and wait until every task in it is frozen (at most `timeout`). Refused

@@ -8,6 +8,13 @@
 //! syscall arguments. [`Seized::release`] undoes all of that; dropping a `Seized` without
 //! releasing it releases it as it was (running), so an error anywhere in a dump leaves the task
 //! untouched.
+//!
+//! Seizing is two steps: [`Attached::attach`] (`PTRACE_SEIZE` + `PTRACE_INTERRUPT`, which need
+//! no stop, so a task of a frozen v1 cgroup can be attached) and [`Attached::wait`] (its stop).
+//! A parent blocked in `vfork()` never stops before its child execs or exits; it is told
+//! apart by what /proc shows of it ([`vfork_parent`]) and refused with
+//! [`Error::VforkParent`], before it is attached when it is found so, or when its stop does
+//! not come.
 
 use crate::error::{Error, Result, TaskCtx};
 use crate::remote::Injector;
@@ -85,45 +92,150 @@ pub struct Seized {
     released: bool,
 }
 
-impl Seized {
-    /// Seize `pid` (a process leader: its VMAs are read) and wait (up to `timeout`) until it
-    /// stops.
-    pub fn seize(pid: Pid, timeout: Duration) -> Result<Seized> {
-        Self::seize_with(pid, timeout, None)
+/// How long a task may stay in `vfork()` (its child sharing its memory, neither exec'd nor
+/// exited) before a dump gives up on it: a `posix_spawn` or `system()` child usually execs
+/// within microseconds, while a parent that is still waiting after this is likely to wait long.
+const VFORK_GRACE: Duration = Duration::from_millis(500);
+/// How often a task that does not stop is looked at for signs of `vfork()`.
+const VFORK_POLL: Duration = Duration::from_millis(50);
+
+/// `vfork` (x86_64).
+const SYS_VFORK: i64 = 58;
+/// `clone` (x86_64).
+const SYS_CLONE: i64 = 56;
+/// `clone3` (x86_64).
+const SYS_CLONE3: i64 = 435;
+
+/// Whether `tid` is a parent blocked in `vfork()` (or `clone(CLONE_VFORK)`, `clone3`), waiting
+/// for its child to exec or exit: `Some(child)` then, the child being the one that shares its
+/// address space, if it is found. Such a task sleeps killable, not interruptible
+/// (`wait_for_vfork_done`), so no ptrace stop can happen before the child lets it go.
+///
+/// The signs, all read from /proc (as this kernel shows them): state `D`, wchan
+/// `kernel_clone` (where `wait_for_vfork_done` is inlined) or `wait_for_vfork_done`, and a
+/// clone-family syscall in `/proc/TID/syscall`, with `CLONE_VFORK` in the flags of `clone`.
+pub fn vfork_parent(tid: Pid) -> Option<Option<Pid>> {
+    let stat = procfs::read_stat(tid).ok()?;
+    if stat.state != 'D' {
+        return None;
+    }
+    let wchan = std::fs::read_to_string(format!("/proc/{tid}/wchan")).ok()?;
+    if !matches!(wchan.trim(), "kernel_clone" | "wait_for_vfork_done") {
+        return None;
+    }
+    let syscall = std::fs::read_to_string(format!("/proc/{tid}/syscall")).ok()?;
+    if !is_vfork_syscall(&syscall) {
+        return None;
+    }
+    Some(vfork_child(tid))
+}
+
+/// Whether a `/proc/TID/syscall` line is a syscall that waits for a vfork child.
+fn is_vfork_syscall(line: &str) -> bool {
+    let mut words = line.split_whitespace();
+    let nr = match words.next().and_then(|w| w.parse::<i64>().ok()) {
+        Some(nr) => nr,
+        None => return false,
+    };
+    match nr {
+        SYS_VFORK | SYS_CLONE3 => true,
+        SYS_CLONE => words
+            .next()
+            .and_then(|w| u64::from_str_radix(w.trim_start_matches("0x"), 16).ok())
+            .is_some_and(|flags| flags & libc::CLONE_VFORK as u64 != 0),
+        _ => false,
+    }
+}
+
+/// The child of thread `tid` that shares its address space (its vfork child), if any.
+fn vfork_child(tid: Pid) -> Option<Pid> {
+    let tgid = procfs::read_status(tid).ok()?.tgid;
+    let text = std::fs::read_to_string(format!("/proc/{tgid}/task/{tid}/children")).ok()?;
+    text.split_whitespace()
+        .filter_map(|w| w.parse::<i32>().ok())
+        .map(Pid)
+        .find(|&c| {
+            cryo_sys::task::kcmp(tid, c, cryo_sys::task::KcmpType::Vm)
+                .is_ok_and(|o| o == std::cmp::Ordering::Equal)
+        })
+}
+
+/// A task that is a vfork parent now and still one after [`VFORK_GRACE`] is refused before it
+/// is seized (it could not be stopped, and a task attached by ptrace cannot be detached before
+/// it stops).
+fn refuse_vfork_parent(tid: Pid) -> Result<()> {
+    let start = Instant::now();
+    while let Some(child) = vfork_parent(tid) {
+        if start.elapsed() >= VFORK_GRACE {
+            return Err(Error::VforkParent { pid: tid, child });
+        }
+        std::thread::sleep(VFORK_POLL);
+    }
+    Ok(())
+}
+
+/// A task attached with `PTRACE_SEIZE` and asked to stop with `PTRACE_INTERRUPT`, whose stop
+/// has not been waited for yet. Neither needs the task to run: a task of a frozen v1 cgroup is
+/// attached while frozen and stops once thawed, before it runs any code of its own. Dropped
+/// without [`Attached::wait`], it is released as found (its stop waited for, briefly, then a
+/// detach), so it must be able to stop by then (its cgroup thawed).
+#[derive(Debug)]
+pub struct Attached {
+    pid: Pid,
+    done: bool,
+}
+
+impl Attached {
+    /// `PTRACE_SEIZE` + `PTRACE_INTERRUPT` of `tid`, without waiting for its stop.
+    pub fn attach(tid: Pid) -> Result<Attached> {
+        ptrace::seize(tid, libc::PTRACE_O_TRACESYSGOOD as u32).task_ctx("seize", tid)?;
+        if let Err(e) = ptrace::interrupt(tid).task_ctx("interrupt", tid) {
+            // Not stopped: a detach fails (ESRCH) unless the task is gone; cryo's exit
+            // detaches it at the latest.
+            let _ = ptrace::detach(tid, 0);
+            return Err(e);
+        }
+        Ok(Attached {
+            pid: tid,
+            done: false,
+        })
     }
 
-    /// Seize a thread other than the leader, whose VMAs are `leader_maps` already: only the
-    /// vDSO entry is kept, for remote syscalls (reading smaps again for each of hundreds of
-    /// threads would cost milliseconds each while the others wait frozen).
-    pub fn seize_thread(
-        tid: Pid,
+    /// The attached task.
+    pub fn pid(&self) -> Pid {
+        self.pid
+    }
+
+    /// Wait (up to `timeout`) for the stop of a process leader (its VMAs are read).
+    pub fn wait(self, timeout: Duration) -> Result<Seized> {
+        self.wait_with(timeout, None)
+    }
+
+    /// Wait (up to `timeout`) for the stop of a thread other than the leader, whose VMAs are
+    /// `leader_maps` already (see [`Seized::seize_thread`]).
+    pub fn wait_thread(
+        self,
         timeout: Duration,
         leader_maps: &[procfs::MapsEntry],
     ) -> Result<Seized> {
-        Self::seize_with(tid, timeout, Some(leader_maps))
+        self.wait_with(timeout, Some(leader_maps))
     }
 
-    fn seize_with(
-        pid: Pid,
+    fn wait_with(
+        mut self,
         timeout: Duration,
         leader_maps: Option<&[procfs::MapsEntry]>,
     ) -> Result<Seized> {
-        ptrace::seize(pid, libc::PTRACE_O_TRACESYSGOOD as u32).task_ctx("seize", pid)?;
-        let mut s = Seized {
-            pid,
-            regs: zero_regs(),
-            xstate: Vec::new(),
-            sigmask: 0,
-            maps: Vec::new(),
-            stop_signo: None,
-            injector: None,
-            borrowed_scratch: None,
-            released: true,
+        let pid = self.pid;
+        // From here on the stop, or the failure, is handled here.
+        self.done = true;
+        let stop_signo = match wait_stopped(pid, timeout) {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = ptrace::detach(pid, 0);
+                return Err(e);
+            }
         };
-        if let Err(e) = s.wait_stopped(timeout) {
-            let _ = ptrace::detach(pid, 0);
-            return Err(e);
-        }
         let regs = match ptrace::get_regs(pid).task_ctx("read registers", pid) {
             Ok(r) => r,
             Err(e) => {
@@ -131,8 +243,17 @@ impl Seized {
                 return Err(e);
             }
         };
-        s.released = false;
-        s.regs = regs;
+        let mut s = Seized {
+            pid,
+            regs,
+            xstate: Vec::new(),
+            sigmask: 0,
+            maps: Vec::new(),
+            stop_signo,
+            injector: None,
+            borrowed_scratch: None,
+            released: false,
+        };
         normalise_restart(&mut s.regs);
         // From here on a resume goes through the normalised registers.
         ptrace::set_regs(pid, &s.regs).task_ctx("normalise registers", pid)?;
@@ -146,55 +267,111 @@ impl Seized {
         Ok(s)
     }
 
-    fn wait_stopped(&mut self, timeout: Duration) -> Result<()> {
+    /// Let the task go as it was found: wait (up to `timeout`) for its stop, then detach it
+    /// untouched (a task found in a group stop goes back into it). A task gone meanwhile is
+    /// no error.
+    pub fn release(mut self, timeout: Duration) -> Result<()> {
+        self.done = true;
         let pid = self.pid;
-        ptrace::interrupt(pid).task_ctx("interrupt", pid)?;
-        let deadline = Instant::now() + timeout;
-        loop {
-            let st = ptrace::wait_flags(pid, libc::__WALL | libc::WNOHANG)
-                .task_ctx("wait for stop", pid)?;
-            match st {
-                None => {
-                    if Instant::now() > deadline {
-                        return Err(Error::Task {
-                            what: format!("stop within {:?}", timeout),
-                            pid,
-                            source: std::io::Error::from_raw_os_error(libc::ETIMEDOUT),
-                        });
+        match wait_stopped(pid, timeout) {
+            Ok(_) => ptrace::detach(pid, 0).task_ctx("release", pid),
+            Err(Error::Task { source, .. }) if source.raw_os_error() == Some(libc::ESRCH) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl Drop for Attached {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        let pid = self.pid;
+        if let Err(e) = (Attached { pid, done: false }).release(Duration::from_secs(1)) {
+            tracing::error!(pid = pid.0, "releasing an attached task: {e}");
+        }
+    }
+}
+
+/// Wait (up to `timeout`) until the attached and interrupted `pid` is in its
+/// `PTRACE_EVENT_STOP`, passing on signals that are delivered first; the signal of the group
+/// stop it was found in, if any. A task that does not stop because it is a vfork parent is
+/// told apart (after [`VFORK_GRACE`]) and named in the error.
+fn wait_stopped(pid: Pid, timeout: Duration) -> Result<Option<i32>> {
+    let start = Instant::now();
+    let deadline = start + timeout;
+    let mut next_vfork_look = start + VFORK_GRACE;
+    loop {
+        let st =
+            ptrace::wait_flags(pid, libc::__WALL | libc::WNOHANG).task_ctx("wait for stop", pid)?;
+        match st {
+            None => {
+                let now = Instant::now();
+                if now >= next_vfork_look || now > deadline {
+                    if let Some(child) = vfork_parent(pid) {
+                        return Err(Error::VforkParent { pid, child });
                     }
-                    std::thread::sleep(Duration::from_micros(200));
+                    next_vfork_look = now + VFORK_POLL;
                 }
-                // PTRACE_INTERRUPT stops with SIGTRAP; a task in a group stop reports the
-                // signal that stopped it.
-                Some(WaitStatus::Stopped {
-                    event: PTRACE_EVENT_STOP,
-                    sig,
-                }) => {
-                    if matches!(
-                        sig,
-                        libc::SIGSTOP | libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU
-                    ) {
-                        self.stop_signo = Some(sig);
-                    }
-                    return Ok(());
-                }
-                Some(WaitStatus::Stopped { sig, event: 0 }) => {
-                    // A signal was being delivered: let it go through; the interrupt stays
-                    // pending and stops the task right after.
-                    ptrace::cont(pid, sig).task_ctx("pass a signal on", pid)?;
-                }
-                Some(WaitStatus::Stopped { .. }) | Some(WaitStatus::Continued) => {
-                    ptrace::cont(pid, 0).task_ctx("resume", pid)?;
-                }
-                Some(WaitStatus::Exited(_)) | Some(WaitStatus::Signaled(_)) => {
+                if now > deadline {
                     return Err(Error::Task {
-                        what: "seize".into(),
+                        what: format!("stop within {:?}", timeout),
                         pid,
-                        source: std::io::Error::from_raw_os_error(libc::ESRCH),
-                    })
+                        source: std::io::Error::from_raw_os_error(libc::ETIMEDOUT),
+                    });
                 }
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            // PTRACE_INTERRUPT stops with SIGTRAP; a task in a group stop reports the
+            // signal that stopped it.
+            Some(WaitStatus::Stopped {
+                event: PTRACE_EVENT_STOP,
+                sig,
+            }) => {
+                let stop = matches!(
+                    sig,
+                    libc::SIGSTOP | libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU
+                );
+                return Ok(stop.then_some(sig));
+            }
+            Some(WaitStatus::Stopped { sig, event: 0 }) => {
+                // A signal was being delivered: let it go through; the interrupt stays
+                // pending and stops the task right after.
+                ptrace::cont(pid, sig).task_ctx("pass a signal on", pid)?;
+            }
+            Some(WaitStatus::Stopped { .. }) | Some(WaitStatus::Continued) => {
+                ptrace::cont(pid, 0).task_ctx("resume", pid)?;
+            }
+            Some(WaitStatus::Exited(_)) | Some(WaitStatus::Signaled(_)) => {
+                return Err(Error::Task {
+                    what: "seize".into(),
+                    pid,
+                    source: std::io::Error::from_raw_os_error(libc::ESRCH),
+                })
             }
         }
+    }
+}
+
+impl Seized {
+    /// Seize `pid` (a process leader: its VMAs are read) and wait (up to `timeout`) until it
+    /// stops. A vfork parent is refused before it is attached.
+    pub fn seize(pid: Pid, timeout: Duration) -> Result<Seized> {
+        refuse_vfork_parent(pid)?;
+        Attached::attach(pid)?.wait(timeout)
+    }
+
+    /// Seize a thread other than the leader, whose VMAs are `leader_maps` already: only the
+    /// vDSO entry is kept, for remote syscalls (reading smaps again for each of hundreds of
+    /// threads would cost milliseconds each while the others wait frozen).
+    pub fn seize_thread(
+        tid: Pid,
+        timeout: Duration,
+        leader_maps: &[procfs::MapsEntry],
+    ) -> Result<Seized> {
+        refuse_vfork_parent(tid)?;
+        Attached::attach(tid)?.wait_thread(timeout, leader_maps)
     }
 
     /// The seized task.
@@ -423,6 +600,7 @@ impl Drop for CpuPin {
     }
 }
 
+#[cfg(test)]
 fn zero_regs() -> Regs {
     // user_regs_struct has no public constructor; build it from its Default-like zero value.
     Regs {
@@ -459,6 +637,29 @@ fn zero_regs() -> Regs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn vfork_syscalls() {
+        // As this kernel shows a parent in vfork(), clone(CLONE_VM|CLONE_VFORK) and clone3.
+        assert!(is_vfork_syscall(
+            "58 0x5603f881f52c 0x0 0x0 0x7f1b5a554850 0x0 0x7f1b5a53e740 0x7ffd6f959c00 0x7f1b5a6153b8\n"
+        ));
+        assert!(is_vfork_syscall(
+            "56 0x4111 0x0 0x0 0x0 0x0 0x0 0x7ffd 0x7f1b\n"
+        ));
+        assert!(is_vfork_syscall(
+            "435 0x7ffd6f959c00 0x58 0x0 0x0 0x0 0x0 0x7ffd 0x7f1b\n"
+        ));
+        // A plain fork-like clone, another syscall, a running task, garbage.
+        assert!(!is_vfork_syscall(
+            "56 0x1200011 0x0 0x0 0x0 0x0 0x0 0x7ffd 0x7f1b\n"
+        ));
+        assert!(!is_vfork_syscall(
+            "34 0x0 0x0 0x0 0x0 0x0 0x0 0x7ffd 0x7f1b\n"
+        ));
+        assert!(!is_vfork_syscall("running\n"));
+        assert!(!is_vfork_syscall(""));
+    }
 
     #[test]
     fn restart_normalisation() {

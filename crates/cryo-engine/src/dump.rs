@@ -9,7 +9,7 @@
 //!
 //! Any error before step 5 releases the task exactly as it was.
 
-use crate::control::{Release, Seized};
+use crate::control::{Attached, Release, Seized};
 use crate::error::{Error, Result};
 use crate::files::{self, reg::RegFiles};
 use crate::{cpu, creds, memory, signals, task_attrs, timers, DumpOptions};
@@ -172,8 +172,14 @@ pub fn dump(opts: &DumpOptions) -> Result<()> {
     Ok(())
 }
 
-/// Seize `root` and every thread and descendant of it, parents before children.
-fn seize_tree(root: Pid, timeout: Duration, tree: &mut Vec<SeizedProc>) -> Result<()> {
+/// Seize `root` and every thread and descendant of it, parents before children. A thread in
+/// `pre` (attached while its v1 cgroup was frozen) has its stop waited for instead.
+fn seize_tree(
+    root: Pid,
+    timeout: Duration,
+    tree: &mut Vec<SeizedProc>,
+    pre: &mut BTreeMap<Pid, Attached>,
+) -> Result<()> {
     let mut queue = vec![root];
     // Several roots (`--cgroup`) share the tree: nothing may be in it twice.
     let mut seen: BTreeSet<Pid> = tree.iter().map(|p| p.pid).collect();
@@ -230,7 +236,7 @@ fn seize_tree(root: Pid, timeout: Duration, tree: &mut Vec<SeizedProc>) -> Resul
                 new.sort_by_key(|t| (*t != pid, t.0));
                 for tid in new {
                     let t = match proc.threads.first() {
-                        Some(l) => match Seized::seize_thread(tid, timeout, &l.maps) {
+                        Some(l) => match seize_thread(tid, timeout, &l.maps, pre) {
                             Ok(t) => t,
                             // A thread that ended while it was being seized is no part of
                             // the process any more (threads come and go until all are held).
@@ -242,7 +248,10 @@ fn seize_tree(root: Pid, timeout: Duration, tree: &mut Vec<SeizedProc>) -> Resul
                             }
                             Err(e) => return Err(e),
                         },
-                        None => Seized::seize(tid, timeout)?,
+                        None => match pre.remove(&tid) {
+                            Some(a) => a.wait(timeout)?,
+                            None => Seized::seize(tid, timeout)?,
+                        },
                     };
                     proc.threads.push(t);
                 }
@@ -266,6 +275,19 @@ fn seize_tree(root: Pid, timeout: Duration, tree: &mut Vec<SeizedProc>) -> Resul
         }
     }
     Ok(())
+}
+
+/// Seize a thread other than the leader (or wait for its stop, if it is in `pre`).
+fn seize_thread(
+    tid: Pid,
+    timeout: Duration,
+    leader_maps: &[procfs::MapsEntry],
+    pre: &mut BTreeMap<Pid, Attached>,
+) -> Result<Seized> {
+    match pre.remove(&tid) {
+        Some(a) => a.wait_thread(timeout, leader_maps),
+        None => Seized::seize_thread(tid, timeout, leader_maps),
+    }
 }
 
 /// The cgroup of `--cgroup` or `--freeze-cgroup`, if any.
@@ -313,10 +335,17 @@ const CGROUP_ROUNDS: usize = 5;
 /// With a cgroup (`--cgroup`, `--freeze-cgroup`) it is frozen first, so that no task of it forks
 /// or exits while the tree is collected, and thawed once it is: the seized tasks stay in their
 /// ptrace stops. v2 lets a frozen task enter its ptrace stop, so everything is seized frozen. A
-/// v1-frozen task enters no ptrace stop before it is thawed, so on v1 the freeze only gives a
-/// consistent list of processes and roots, and the cgroup is thawed before they are seized;
-/// with `--cgroup`, processes that came into the cgroup meanwhile are found by a look at the
-/// cgroup once everything is stopped, and seized as further roots.
+/// v1-frozen task enters no ptrace stop before it is thawed, so on v1, as in CRIU's
+/// `freeze_processes`, every thread of the cgroup is attached while it is frozen
+/// (`PTRACE_SEIZE` + `PTRACE_INTERRUPT`, which need no stop; see
+/// [`Cgroup::attach_frozen`](crate::cgroup::Cgroup::attach_frozen)), then the cgroup is thawed
+/// and each task stops at once, before it runs a single instruction of its own; the tree is
+/// then collected, waiting for the stops of the attached tasks and seizing the others
+/// (descendants outside the cgroup, tasks found in a group stop). Tasks of the cgroup that are
+/// not in the tree (`--freeze-cgroup` of one tree of it) are released as they were, once the
+/// tree is collected. With `--cgroup`, processes that came into the cgroup meanwhile (moved in
+/// from outside) are found by a look at the cgroup once everything is stopped, and seized as
+/// further roots.
 ///
 /// The frozen cgroup is left in `freezer` (thawed before this returns, even on failure, unless
 /// thawing itself fails) for [`Frozen::finish`](crate::cgroup::Frozen::finish).
@@ -327,27 +356,55 @@ fn seize_all(
     tree: &mut Vec<SeizedProc>,
     freezer: &mut Option<crate::cgroup::Frozen>,
 ) -> Result<()> {
+    let mut pre = BTreeMap::new();
     let Some(cg) = cgroup else {
-        return seize_tree(Pid(opts.pid), timeout, tree);
+        return seize_tree(Pid(opts.pid), timeout, tree, &mut pre);
     };
     let frozen = freezer.insert(cg.freeze(timeout)?);
-    let result = seize_frozen(opts, cg, frozen, timeout, tree);
+    let result = seize_frozen(opts, cg, frozen, timeout, tree, &mut pre);
     let thawed = frozen.thaw();
+    // Attached tasks left over (not in the tree, or after a failure) can stop once thawed, and
+    // are let go as they were found.
+    let released = if thawed.is_ok() {
+        release_attached(pre, timeout)
+    } else {
+        Ok(())
+    };
     result?;
     thawed?;
+    released?;
     if opts.cgroup.is_some() {
         check_roots(tree)?;
     }
     Ok(())
 }
 
-/// The part of [`seize_all`] done with the cgroup frozen (on v1, thawed half way).
+/// Release attached tasks that were not seized, within `timeout` for all of them.
+fn release_attached(pre: BTreeMap<Pid, Attached>, timeout: Duration) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    let mut first_err = None;
+    for (pid, a) in pre {
+        debug!("pid {pid} of the cgroup is not dumped: released");
+        let left = deadline.saturating_duration_since(Instant::now());
+        if let Err(e) = a.release(left.max(Duration::from_millis(100))) {
+            first_err.get_or_insert(e);
+        }
+    }
+    match first_err {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// The part of [`seize_all`] done with the cgroup frozen (on v1, thawed once every task of it
+/// is attached).
 fn seize_frozen(
     opts: &DumpOptions,
     cg: &crate::cgroup::Cgroup,
     frozen: &mut crate::cgroup::Frozen,
     timeout: Duration,
     tree: &mut Vec<SeizedProc>,
+    pre: &mut BTreeMap<Pid, Attached>,
 ) -> Result<()> {
     let whole = opts.cgroup.is_some();
     let mut roots = if whole {
@@ -369,17 +426,18 @@ fn seize_frozen(
         roots.iter().map(|p| p.0).collect::<Vec<_>>()
     );
     if !cg.ptrace_stops_frozen() {
+        cg.attach_frozen(pre, timeout)?;
         frozen.thaw()?;
     }
     for round in 0.. {
         for root in roots {
-            seize_tree(root, timeout, tree)?;
+            seize_tree(root, timeout, tree, pre)?;
         }
         if !whole {
             return Ok(());
         }
         // Everything seized is stopped: a process of the cgroup not in the tree came into it
-        // after the list was taken (v1 only: on v2 nothing in the cgroup ran meanwhile).
+        // after the list was taken (moved in from outside).
         let seized: Vec<Pid> = tree.iter().map(|p| p.pid).collect();
         roots = cgroup_roots(cg, &seized)?;
         if roots.is_empty() {

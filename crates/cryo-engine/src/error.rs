@@ -58,12 +58,32 @@ pub enum Error {
         #[source]
         source: Box<Error>,
     },
+    /// A task waits in `vfork()` for its child to exec or exit: no ptrace stop can happen
+    /// before that (it sleeps killable, not interruptible).
+    #[error(
+        "pid {pid} is in vfork(), waiting for {} to exec or exit: it cannot be stopped until \
+         then (CRIU cannot dump this either)",
+        vfork_child(.child)
+    )]
+    VforkParent {
+        /// The vfork parent.
+        pid: Pid,
+        /// Its child sharing its memory, if found.
+        child: Option<Pid>,
+    },
     /// cryo was asked to stop (SIGINT/SIGTERM/SIGHUP) and released the tasks.
     #[error("interrupted by signal {0}, tasks released")]
     Interrupted(i32),
     /// A dump failed on purpose (test builds only, CRYO_FAULT_INJECT).
     #[error("fault injected at {0}")]
     FaultInjected(String),
+}
+
+fn vfork_child(child: &Option<Pid>) -> String {
+    match child {
+        Some(c) => format!("its child {c}"),
+        None => "its child".into(),
+    }
 }
 
 /// Result with the engine's error.

@@ -13,6 +13,10 @@
 //!   outside the tree is left running;
 //! - `-R`: the tasks run on untraced in their thawed cgroup; a cgroup that was frozen before the
 //!   dump is frozen again after it;
+//! - exactness (v1 and v2): a cgroup whose process forks short-lived children without a pause,
+//!   frozen by the test, is dumped with exactly the processes it held when frozen (the live
+//!   ones and the zombies), none missing and none more; then the same dump with cryo freezing
+//!   it succeeds;
 //! - failures (a fault injected at the memory phase, a path that is no cgroup, the root
 //!   cgroup): a clean error, every task running untouched and the cgroup thawed.
 //!
@@ -69,6 +73,7 @@ fn build_all() -> Res<PathBuf> {
         &tests_dir().join("cgroup/cgroup_tree.c"),
         &bin.join("cgroup_tree"),
     )?;
+    gcc(&tests_dir().join("cgroup/forker.c"), &bin.join("forker"))?;
     Ok(bin)
 }
 
@@ -915,4 +920,87 @@ fn failures_v2() {
 #[test]
 fn failures_v1() {
     failures(Version::V1);
+}
+
+/// The pids of `pstree.img`.
+fn pstree_pids(c: &mut Case, images: &Path) -> Res<Vec<i32>> {
+    let img = images.join("pstree.img");
+    let out = c.cryo(&["crit", "show", img.to_str().ok_or("path")?], images, &[])?;
+    if !out.status.success() {
+        return Err(format!("crit show pstree.img: {}", out.show()));
+    }
+    let mut pids: Vec<i32> = out
+        .output
+        .lines()
+        .filter_map(|l| l.trim().trim_end_matches(',').strip_prefix("\"pid\": "))
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    pids.sort_unstable();
+    Ok(pids)
+}
+
+/// A cgroup whose process forks continuously is dumped exactly as it was when frozen: the
+/// test freezes it, notes its processes and the forker's children (live or zombie), and
+/// `--cgroup -R` must dump exactly those; the cgroup is frozen again after the dump, as found.
+/// On v1 this needs every task attached while the cgroup is frozen: seized after a thaw, the
+/// forker would have made and reaped children meanwhile. Then a dump where cryo freezes the
+/// cgroup itself succeeds too.
+fn exact(version: Version) {
+    with_cgroup(version, "exact", |c, cg| {
+        c.program = built()?.join("forker");
+        c.start("f", 1, Some(cg), None)?;
+        let forker = c.pid("f")?;
+        let path = cg.path.to_str().ok_or("path")?.to_owned();
+        for round in 0..3 {
+            // Let it fork a while.
+            sleep(Duration::from_millis(100));
+            cg.freeze()?;
+            let mut want = cg.procs();
+            let children = read_lossy(Path::new(&format!("/proc/{forker}/task/{forker}/children")));
+            want.extend(
+                children
+                    .split_whitespace()
+                    .filter_map(|w| w.parse::<i32>().ok()),
+            );
+            want.sort_unstable();
+            want.dedup();
+            if want.len() < 2 {
+                cg.set_frozen(false)?;
+                return Err(format!("the forker has no child when frozen: {want:?}"));
+            }
+            let images = c.images(&format!("images-{round}"))?;
+            let dumped = c.dump(&images, &["--cgroup", &path, "-R"]);
+            let frozen_after = !cg.thawed();
+            cg.set_frozen(false)?;
+            dumped?;
+            if !frozen_after {
+                return Err("a cgroup frozen before dump -R is thawed after it".into());
+            }
+            let got = pstree_pids(c, &images)?;
+            if got != want {
+                return Err(format!(
+                    "round {round}: the dump holds {got:?}, the frozen cgroup held {want:?}"
+                ));
+            }
+            c.note(format!("round {round}: {} processes, as frozen", got.len()));
+        }
+        let images = c.images("images-self")?;
+        c.dump(&images, &["--cgroup", &path, "-R"])?;
+        cg.check_thawed("dump -R")?;
+        check_running(forker, "dump -R")?;
+        if !pstree_pids(c, &images)?.contains(&forker) {
+            return Err("the forker is not in the dump".into());
+        }
+        Ok(())
+    });
+}
+
+#[test]
+fn exact_v2() {
+    exact(Version::V2);
+}
+
+#[test]
+fn exact_v1() {
+    exact(Version::V1);
 }

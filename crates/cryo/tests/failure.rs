@@ -1561,3 +1561,116 @@ fn failed_restore_kills_a_pid_namespace() {
     }
     failed_restore_case(true).unwrap_or_else(|e| panic!("{e}"));
 }
+
+// ---------------------------------------------------------------------------------------------
+// 8. A parent blocked in vfork() cannot be stopped: a clear error, soon, and nothing touched
+
+/// `tests/failure/vfork_parent.c`: TOP forks PARENT, which waits in vfork() for CHILD, which
+/// pauses. A dump of PARENT, and of TOP (PARENT in its tree), fails soon (before the 10 s seize
+/// timeout) saying that PARENT is in vfork() waiting for CHILD; TOP is released as it was,
+/// PARENT still waits in vfork() and CHILD still pauses, none traced; once CHILD is killed,
+/// PARENT carries on and the whole program exits 0.
+#[test]
+fn dump_of_a_vfork_parent() {
+    use std::io::BufRead;
+    let _serial = serial();
+    let dir = plain_dir("refused-vfork-parent");
+    let bin = dir.join("vfork_parent");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/failure/vfork_parent.c");
+    gcc(&src, &bin).unwrap_or_else(|e| panic!("{e}"));
+    let mut top = Command::new(&bin)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {}: {e}", bin.display()));
+    let top_pid = top.id() as i32;
+    let mut lines = std::io::BufReader::new(top.stdout.take().expect("stdout")).lines();
+    let mut ours: Vec<i32> = Vec::new();
+    let res = (|| -> Res<()> {
+        let line = lines
+            .next()
+            .ok_or("vfork_parent said nothing")?
+            .map_err(|e| format!("read vfork_parent: {e}"))?;
+        let (parent, child) = line
+            .split_once(' ')
+            .and_then(|(p, c)| Some((p.parse::<i32>().ok()?, c.parse::<i32>().ok()?)))
+            .ok_or_else(|| format!("vfork_parent said {line:?}"))?;
+        ours.extend([child, parent]);
+        let start = Instant::now();
+        while proc_state(parent) != Some('D') {
+            if start.elapsed() > Duration::from_secs(10) {
+                return Err(format!(
+                    "pid {parent} is not in vfork: {:?}",
+                    proc_state(parent)
+                ));
+            }
+            sleep(Duration::from_millis(10));
+        }
+        let before = snapshot(top_pid)?;
+        let (p, c) = (parent.to_string(), child.to_string());
+        for (label, target) in [("parent", parent), ("top", top_pid)] {
+            let images = dir.join(format!("img-{label}"));
+            fs::create_dir_all(&images).map_err(|e| format!("create images dir: {e}"))?;
+            let args = dump_args(target, &images, &[]);
+            let t0 = Instant::now();
+            let out = run_cryo(
+                &os(&args),
+                &dir,
+                &[],
+                &dir.join(format!("dump-{label}.out")),
+            )?;
+            let took = t0.elapsed();
+            let what = format!("dump of the vfork {label}");
+            out.expect_clean_failure(&what)?;
+            out.expect_mentions(
+                &what,
+                &[&format!("pid {p} is in vfork()"), &c, "exec or exit"],
+            )?;
+            if took >= Duration::from_secs(9) {
+                return Err(format!(
+                    "{what} took {took:?}: the seize timeout, not a detection"
+                ));
+            }
+            check_released(top_pid, &before, &what)?;
+            for (pid, state) in [(parent, 'D'), (child, 'S')] {
+                if proc_state(pid) != Some(state) {
+                    return Err(format!(
+                        "pid {pid} is in state {:?} after the {what}, {state} before",
+                        proc_state(pid)
+                    ));
+                }
+                let tracer = status_field(pid, "TracerPid")?;
+                if tracer != "0" {
+                    return Err(format!("pid {pid} is traced by {tracer} after the {what}"));
+                }
+            }
+        }
+        // Released: the parent returns from vfork() and everything ends well.
+        send_signal(child, "KILL")?;
+        let line = lines
+            .next()
+            .ok_or("vfork_parent ended without RELEASED")?
+            .map_err(|e| format!("read vfork_parent: {e}"))?;
+        if line != "RELEASED" {
+            return Err(format!("vfork_parent said {line:?}, not RELEASED"));
+        }
+        let st = wait_child_timeout(&mut top, Duration::from_secs(10))?
+            .ok_or("vfork_parent did not exit")?;
+        if st.code() != Some(0) {
+            return Err(format!("vfork_parent ended with {}", describe(st)));
+        }
+        Ok(())
+    })();
+    if res.is_err() {
+        // The child and the parent are ours too (started by `top`): killed by the pids they
+        // told.
+        for pid in ours {
+            let _ = send_signal(pid, "KILL");
+        }
+        let _ = top.kill();
+    }
+    let _ = top.wait();
+    res.unwrap_or_else(|e| panic!("{e}"));
+    let _ = fs::remove_dir_all(&dir);
+}
