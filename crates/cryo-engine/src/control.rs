@@ -186,6 +186,13 @@ pub struct Attached {
 }
 
 impl Attached {
+    /// [`Attached::attach`] after making sure `tid` is no vfork parent (which would never
+    /// stop).
+    pub fn attach_checked(tid: Pid) -> Result<Attached> {
+        refuse_vfork_parent(tid)?;
+        Attached::attach(tid)
+    }
+
     /// `PTRACE_SEIZE` + `PTRACE_INTERRUPT` of `tid`, without waiting for its stop.
     pub fn attach(tid: Pid) -> Result<Attached> {
         ptrace::seize(tid, libc::PTRACE_O_TRACESYSGOOD as u32).task_ctx("seize", tid)?;

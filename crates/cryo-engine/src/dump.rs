@@ -234,6 +234,23 @@ fn seize_tree(
                 // VMA snapshot precedes any scratch mapping; it is read once, for all.
                 let mut new = new;
                 new.sort_by_key(|t| (*t != pid, t.0));
+                // Every new thread but a live leader not yet held is interrupted before cryo
+                // waits for any: they stop together instead of one after another.
+                let leader_alone = proc.threads.is_empty() && new.first() == Some(&pid);
+                for &tid in new.iter().skip(usize::from(leader_alone)) {
+                    if pre.contains_key(&tid) {
+                        continue;
+                    }
+                    match Attached::attach_checked(tid) {
+                        Ok(a) => {
+                            pre.insert(tid, a);
+                        }
+                        // Ended meanwhile: seize_thread below says so again.
+                        Err(Error::Task { source, .. })
+                            if source.raw_os_error() == Some(libc::ESRCH) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
                 for tid in new {
                     let t = match proc.threads.first() {
                         Some(l) => match seize_thread(tid, timeout, &l.maps, pre) {
