@@ -287,7 +287,21 @@ fn seize_tree(
                     image: format!("/proc/{pid}/task/*/children"),
                     what: format!("bad pid {c:?}"),
                 })?;
-                queue.push(Pid(c));
+                let c = Pid(c);
+                // Interrupted now, waited for when its turn comes: the children of a process
+                // stop together instead of one after another. (A zombie cannot be seized.)
+                let zombie = procfs::read_stat(c).map_or(true, |s| s.state == 'Z');
+                if !zombie && !pre.contains_key(&c) {
+                    match Attached::attach_checked(c) {
+                        Ok(a) => {
+                            pre.insert(c, a);
+                        }
+                        Err(Error::Task { source, .. })
+                            if source.raw_os_error() == Some(libc::ESRCH) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                queue.push(c);
             }
         }
     }
