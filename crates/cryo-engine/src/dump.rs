@@ -145,7 +145,7 @@ pub fn dump(opts: &DumpOptions) -> Result<()> {
             return Err(e);
         }
     };
-    if let Err(e) = mark_roots(opts, &tree) {
+    if let Err(e) = mark_roots(opts) {
         release_after_failure(tree, freezer)?;
         return Err(e);
     }
@@ -539,14 +539,15 @@ fn check_roots(tree: &[SeizedProc]) -> Result<()> {
 /// `--cgroup`: every process of the tree whose parent is not in it is a root, ppid 0 in
 /// `pstree.img`, the way CRIU marks its one root (the first entry has it already; there may be
 /// more, each restored as a child of cryo).
-fn mark_roots(opts: &DumpOptions, tree: &[SeizedProc]) -> Result<()> {
+fn mark_roots(opts: &DumpOptions) -> Result<()> {
     if opts.cgroup.is_none() {
         return Ok(());
     }
     let dir = opts.images_dir.as_path();
-    let pids: BTreeSet<u32> = tree.iter().map(|p| p.pid.0 as u32).collect();
     let mut pstree: Vec<pb::PstreeEntry> =
         cryo_image::read_all_entries(dir, ImageKind::Pstree, None)?;
+    // The images' own numbers (the tree's pid namespace's).
+    let pids: BTreeSet<u32> = pstree.iter().map(|e| e.pid).collect();
     let mut changed = false;
     for e in pstree.iter_mut() {
         if e.ppid != 0 && !pids.contains(&e.ppid) {
@@ -753,8 +754,25 @@ fn dump_tree(tree: &mut [SeizedProc], opts: &DumpOptions) -> Result<(Duration, u
     let mut view = crate::pid_ns::PidView::of_root(tree[0].pid)?;
     for proc in tree.iter() {
         view.add(proc.pid)?;
-        for t in proc.threads.iter().filter(|t| t.pid() != proc.pid) {
-            view.add(t.pid())?;
+        // Threads share their process's pid namespace: their numbers only matter in another.
+        if view.own_ns() {
+            for t in proc.threads.iter().filter(|t| t.pid() != proc.pid) {
+                view.add(t.pid())?;
+            }
+        }
+    }
+    if view.own_ns() {
+        // Each root is restored as a child of cryo: only the init can be one here.
+        if let Some(p) = tree
+            .iter()
+            .skip(1)
+            .find(|p| procfs::read_stat(p.pid).is_ok_and(|s| !in_tree.contains(&s.ppid)))
+        {
+            return Err(Error::Unsupported(format!(
+                "pid {} of the pid namespace of {} has its parent outside the dump (only the \
+                 namespace's init can be the root of a dump that takes the namespace)",
+                p.pid, tree[0].pid
+            )));
         }
     }
     if view.own_ns() {

@@ -100,18 +100,18 @@ impl PidView {
     }
 
     /// Learn the number of `task` (a process or thread of the tree); it must be in the
-    /// tree's namespace itself, not in one nested below.
+    /// tree's namespace itself, not in one nested below (a process that made a pid namespace
+    /// of its own inside the tree would come back at other PIDs).
     pub fn add(&mut self, task: Pid) -> Result<()> {
-        if !self.own_ns() {
-            return Ok(());
-        }
         let ns_pid = procfs::read_status(task)?.ns_pid;
         if ns_pid.len() != self.depth + 1 {
             return Err(Error::Unsupported(format!(
                 "pid {task} in a pid namespace nested in the dumped one (its pids {ns_pid:?})"
             )));
         }
-        self.inner.insert(task.0, ns_pid[self.depth]);
+        if self.own_ns() {
+            self.inner.insert(task.0, ns_pid[self.depth]);
+        }
         Ok(())
     }
 
@@ -155,8 +155,13 @@ pub fn as_seen_by(task: Pid, global: i32) -> Result<i32> {
     if depth <= 1 {
         return Ok(global);
     }
-    let theirs = procfs::read_status(Pid(global))?.ns_pid;
-    Ok(theirs.get(depth - 1).copied().unwrap_or(0))
+    // A process group whose leader has exited has no /proc entry: not seen, as far as cryo
+    // can tell.
+    let Ok(theirs) = procfs::read_status(Pid(global)) else {
+        tracing::warn!("pid {global} (seen by {task}) is gone: recorded as 0");
+        return Ok(0);
+    };
+    Ok(theirs.ns_pid.get(depth - 1).copied().unwrap_or(0))
 }
 
 /// Whether the images hold a tree with a pid namespace of its own (see the module doc): its

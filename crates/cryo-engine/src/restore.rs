@@ -182,15 +182,26 @@ fn read_images(dir: &Path) -> Result<(Vec<TaskImages>, bool)> {
                 ),
             ));
         }
-        if let Some(t) = out
-            .iter()
-            .find(|t| t.zombie.is_none() && t.ids.pid_ns_id != out[0].ids.pid_ns_id)
-        {
-            return Err(Error::Unsupported(format!(
-                "pid {} in another pid namespace than the root's (nested pid namespaces)",
-                t.pstree.pid
-            )));
+        // Every other root would be made the init of a namespace of its own.
+        if let Some(t) = out.iter().skip(1).find(|t| t.pstree.ppid == 0) {
+            return Err(bad(
+                "pstree.img",
+                format!(
+                    "pid {} is a second root of a tree with its own pid namespace",
+                    t.pstree.pid
+                ),
+            ));
         }
+    }
+    // Every process in the root's pid namespace: one nested in it would come back elsewhere.
+    if let Some(t) = out
+        .iter()
+        .find(|t| t.zombie.is_none() && t.ids.pid_ns_id != out[0].ids.pid_ns_id)
+    {
+        return Err(Error::Unsupported(format!(
+            "pid {} in another pid namespace than the root's (nested pid namespaces)",
+            t.pstree.pid
+        )));
     }
     Ok((out, own_pidns))
 }
@@ -379,6 +390,14 @@ fn release_puppet(p: &Puppet, cpus: &[usize]) -> Result<()> {
 fn adopt(pid: Pid, vpid: Pid, tramp: &Trampoline) -> Result<Puppet> {
     match ptrace::wait(pid).task_ctx("wait for the new task", pid)? {
         WaitStatus::Stopped { .. } => {}
+        // The puppet's own exit code when it could not make its new mounts private.
+        WaitStatus::Exited(126) => {
+            return Err(Error::Task {
+                what: "start in a mount namespace of its own".into(),
+                pid,
+                source: std::io::Error::other("making its mounts private failed"),
+            })
+        }
         other => {
             return Err(Error::Task {
                 what: format!("start (got {other:?})"),
@@ -521,7 +540,11 @@ fn remote_clone(
         });
     }
     // The same task in cryo's namespace, from the fork event cryo's ptrace options report.
-    Ok(parent.task().last_new_task().unwrap_or(tid))
+    parent.task().last_new_task().ok_or_else(|| Error::Task {
+        what: "learn the PID of the task created".into(),
+        pid: tid,
+        source: std::io::Error::other("no fork event reported"),
+    })
 }
 
 fn restore_tree(imgs: &[TaskImages], env: &PuppetEnv, puppets: &mut Vec<Puppet>) -> Result<()> {
@@ -687,7 +710,12 @@ impl<'a, 'e> TreeBuilder<'a, 'e> {
                 (c, self.sid[k], self.pgid[k])
             }
         };
-        let p = adopt(child, pid, self.env.tramp)?;
+        // A task made but not adopted is no puppet yet: end it here, or nobody reaps it (and
+        // the init of a pid namespace would wait for it for ever).
+        let p = adopt(child, pid, self.env.tramp).inspect_err(|_| {
+            let _ = cryo_sys::task::kill(child, libc::SIGKILL);
+            let _ = cryo_sys::task::wait_pid(child);
+        })?;
         self.puppets.push(p);
         self.sid.push(sid);
         self.pgid.push(pgid);
@@ -716,8 +744,8 @@ impl<'a, 'e> TreeBuilder<'a, 'e> {
             let f = shared_with_parent(imgs, i)?;
             if f != 0 && !by_parent {
                 return Err(Error::Unsupported(format!(
-                    "pid {pid} sharing its fd table or fs with its parent, in a session whose \
-                     leader is gone"
+                    "pid {pid} sharing kernel objects (fd table, fs, address space) with its \
+                     parent, in a session whose leader is gone"
                 )));
             }
             f
