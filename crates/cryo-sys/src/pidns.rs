@@ -83,8 +83,6 @@ pub fn mount_proc_of(init: Pid) -> io::Result<()> {
     use std::os::fd::AsRawFd;
     let pidfd = crate::task::pidfd_open(init)?;
     let fd = pidfd.as_raw_fd();
-    let proc_ = c"/proc";
-    let kind = c"proc";
     let args = CloneArgs {
         exit_signal: libc::SIGCHLD as u64,
         ..Default::default()
@@ -103,14 +101,7 @@ pub fn mount_proc_of(init: Pid) -> io::Result<()> {
             }
             let gc = libc::syscall(libc::SYS_clone3, &args as *const CloneArgs, size);
             if gc == 0 {
-                let rc = libc::syscall(
-                    libc::SYS_mount,
-                    kind.as_ptr(),
-                    proc_.as_ptr(),
-                    kind.as_ptr(),
-                    libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-                    std::ptr::null::<libc::c_void>(),
-                );
+                let rc = mount_proc_raw();
                 libc::syscall(libc::SYS_exit_group, if rc == 0 { 0 } else { 12 });
             }
             if gc < 0 {
@@ -150,30 +141,47 @@ pub fn mount_proc_of(init: Pid) -> io::Result<()> {
 /// In the child: make every mount private (nothing propagates back to the caller's
 /// namespace) and mount a /proc of the new pid namespace on /proc.
 pub fn mount_own_proc() -> io::Result<()> {
+    check(make_mounts_private_raw())?;
+    check(mount_proc_raw())?;
+    Ok(())
+}
+
+/// `mount(NULL, "/", NULL, MS_REC|MS_PRIVATE)`: nothing mounted in this mount namespace from
+/// now on shows in the one it was copied from. A plain syscall, fit for a child made by a raw
+/// clone; returns its result (-1 with errno set on failure).
+pub(crate) fn make_mounts_private_raw() -> libc::c_long {
     let root = c"/";
+    // SAFETY: a plain mount(2) syscall with a NUL-terminated string that outlives it and null
+    // source, type and data.
+    unsafe {
+        libc::syscall(
+            libc::SYS_mount,
+            std::ptr::null::<libc::c_char>(),
+            root.as_ptr(),
+            std::ptr::null::<libc::c_char>(),
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null::<libc::c_void>(),
+        )
+    }
+}
+
+/// `mount("proc", "/proc", "proc", MS_NOSUID|MS_NODEV|MS_NOEXEC)`: a /proc of the caller's pid
+/// namespace. A raw syscall, as [`make_mounts_private_raw`].
+fn mount_proc_raw() -> libc::c_long {
     let proc_ = c"/proc";
     let kind = c"proc";
-    // SAFETY: NUL-terminated strings that outlive the calls; null data and source are allowed.
-    check(unsafe {
-        libc::mount(
-            std::ptr::null(),
-            root.as_ptr(),
-            std::ptr::null(),
-            libc::MS_REC | libc::MS_PRIVATE,
-            std::ptr::null(),
-        )
-    } as libc::c_long)?;
-    // SAFETY: as above.
-    check(unsafe {
-        libc::mount(
+    // SAFETY: a plain mount(2) syscall with NUL-terminated strings that outlive it and null
+    // data.
+    unsafe {
+        libc::syscall(
+            libc::SYS_mount,
             kind.as_ptr(),
             proc_.as_ptr(),
             kind.as_ptr(),
             libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-            std::ptr::null(),
+            std::ptr::null::<libc::c_void>(),
         )
-    } as libc::c_long)?;
-    Ok(())
+    }
 }
 
 fn sig_bit(sig: i32) -> u64 {

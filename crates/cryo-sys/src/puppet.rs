@@ -40,24 +40,6 @@ pub fn spawn_puppet_in_new_pidns() -> io::Result<Pid> {
     spawn(None, (libc::CLONE_NEWPID | libc::CLONE_NEWNS) as u64)
 }
 
-/// In a new puppet with a mount namespace of its own: every mount private, so that nothing
-/// mounted in it later shows in cryo's. Raw syscalls only (see the module doc).
-fn make_mounts_private_raw() -> bool {
-    let root = c"/";
-    // SAFETY: a plain mount(2) syscall with a NUL-terminated string that outlives it and null
-    // source, type and data.
-    unsafe {
-        libc::syscall(
-            libc::SYS_mount,
-            std::ptr::null::<libc::c_char>(),
-            root.as_ptr(),
-            std::ptr::null::<libc::c_char>(),
-            libc::MS_REC | libc::MS_PRIVATE,
-            std::ptr::null::<libc::c_void>(),
-        ) == 0
-    }
-}
-
 fn spawn(pid: Option<Pid>, flags: u64) -> io::Result<Pid> {
     let tid: [i32; 1] = [pid.map(|p| p.0).unwrap_or(0)];
     let args = CloneArgs {
@@ -86,7 +68,7 @@ fn spawn(pid: Option<Pid>, flags: u64) -> io::Result<Pid> {
     }
     if rc == 0 {
         // The child: raw syscalls only.
-        if flags & libc::CLONE_NEWNS as u64 != 0 && !make_mounts_private_raw() {
+        if flags & libc::CLONE_NEWNS as u64 != 0 && crate::pidns::make_mounts_private_raw() != 0 {
             // SAFETY: exit_group never returns.
             unsafe { libc::syscall(libc::SYS_exit_group, 126) };
         }

@@ -44,8 +44,6 @@ pub const F_SEAL_FUTURE_WRITE: u32 = 0x0010;
 /// How the link of a memfd starts.
 pub const MEMFD_PREFIX: &str = "/memfd:";
 const DELETED_SUFFIX: &str = " (deleted)";
-/// Open flags that must not be replayed when reopening.
-const O_REOPEN_MASK: u32 = (libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC | libc::O_NOCTTY) as u32;
 
 /// Dump: a memfd inode met in the tree.
 #[derive(Debug)]
@@ -283,21 +281,8 @@ impl Memfds {
     /// fd number.
     pub fn open_in(&self, inj: &Injector, m: &pb::MemfdFileEntry, scratch_off: u64) -> Result<u64> {
         let path = self.proc_path(m.inode_id)?;
-        let at = inj.write_cstr(scratch_off, &path)?;
-        let flags = (m.flags & !O_REOPEN_MASK) | libc::O_CLOEXEC as u32;
-        let fd = inj.syscall(
-            &format!("open memfd {}", m.id),
-            libc::SYS_openat,
-            &[libc::AT_FDCWD as u64, at.0, u64::from(flags), 0],
-        )?;
-        if m.pos != 0 {
-            inj.syscall(
-                "seek memfd",
-                libc::SYS_lseek,
-                &[fd, m.pos, libc::SEEK_SET as u64],
-            )?;
-        }
-        Ok(fd)
+        let what = format!("memfd {}", m.id);
+        super::reopen_in(inj, &path, m.flags, m.pos, scratch_off, &what)
     }
 
     /// Restore: add the seals that had to wait for the mappings (`F_SEAL_FUTURE_WRITE`), once;

@@ -32,6 +32,37 @@ const FD_CLOEXEC: u32 = 1;
 /// open flag in /proc fdinfo meaning the fd is close-on-exec.
 const O_CLOEXEC: u32 = 0o2000000;
 
+/// Open flags that act only when a file is created or first opened: never replayed.
+const O_REOPEN_MASK: u32 = (libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC | libc::O_NOCTTY) as u32;
+
+/// Open `path` in the puppet behind `inj` with the dumped open `flags` (less those that act only
+/// at creation, and close-on-exec until `restore_fds` sets the dumped fd flag), at position
+/// `pos`; returns the fd number. `what` names the file in errors.
+pub(crate) fn reopen_in(
+    inj: &Injector,
+    path: &str,
+    flags: u32,
+    pos: u64,
+    scratch_off: u64,
+    what: &str,
+) -> Result<u64> {
+    let at = inj.write_cstr(scratch_off, path)?;
+    let flags = (flags & !O_REOPEN_MASK) | libc::O_CLOEXEC as u32;
+    let fd = inj.syscall(
+        &format!("open {what}"),
+        libc::SYS_openat,
+        &[libc::AT_FDCWD as u64, at.0, u64::from(flags), 0],
+    )?;
+    if pos != 0 {
+        inj.syscall(
+            &format!("seek {what}"),
+            libc::SYS_lseek,
+            &[fd, pos, libc::SEEK_SET as u64],
+        )?;
+    }
+    Ok(fd)
+}
+
 /// The fd kind as CRIU names it, from the link target and file type, for refusals.
 fn describe(link: &str, meta: Option<&std::fs::Metadata>) -> &'static str {
     if link.starts_with("pipe:") {

@@ -151,13 +151,7 @@ impl Pipes {
         let write_end = p.flags & libc::O_ACCMODE as u32 != libc::O_RDONLY as u32;
         let end = if write_end { w } else { r };
         let path = format!("/proc/{}/fd/{}", std::process::id(), end.as_raw_fd());
-        let at = inj.write_cstr(scratch_off, &path)?;
-        let flags = (p.flags & !(libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC) as u32)
-            | libc::O_CLOEXEC as u32;
-        inj.syscall(
-            &format!("open pipe:[{}]", p.pipe_id),
-            libc::SYS_openat,
-            &[libc::AT_FDCWD as u64, at.0, u64::from(flags), 0],
-        )
+        let what = format!("pipe:[{}]", p.pipe_id);
+        super::reopen_in(inj, &path, p.flags, 0, scratch_off, &what)
     }
 }

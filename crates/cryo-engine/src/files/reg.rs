@@ -22,8 +22,6 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 const DELETED_SUFFIX: &str = " (deleted)";
-/// Open flags that must not be replayed when reopening.
-const O_REOPEN_MASK: u32 = (libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC | libc::O_NOCTTY) as u32;
 
 /// A deleted file's contents, waiting to be written as a ghost image.
 #[derive(Debug)]
@@ -244,28 +242,14 @@ impl RegFiles {
             what: format!("no regular file {id}"),
         })?;
         let path = self.open_path(id)?;
-        let p = inj.write_cstr(scratch_off, &path)?;
-        let flags = (reg.flags & !O_REOPEN_MASK) | libc::O_CLOEXEC as u32;
-        let fd = inj
-            .syscall(
-                &format!("open {path}"),
-                libc::SYS_openat,
-                &[libc::AT_FDCWD as u64, p.0, u64::from(flags), 0],
-            )
-            .map_err(|e| Error::Restore {
+        super::reopen_in(inj, &path, reg.flags, reg.pos, scratch_off, &path).map_err(|e| {
+            Error::Restore {
                 what: format!("file {id} ({path})"),
                 pid: inj.pid(),
                 image: "files.img".into(),
                 source: Box::new(e),
-            })?;
-        if reg.pos != 0 {
-            inj.syscall(
-                "seek",
-                libc::SYS_lseek,
-                &[fd, reg.pos, libc::SEEK_SET as u64],
-            )?;
-        }
-        Ok(fd)
+            }
+        })
     }
 
     /// Unlink the re-created ghost files (at the end of a restore, or after a failure).
