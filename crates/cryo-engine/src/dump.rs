@@ -15,7 +15,7 @@ use crate::files::{self, reg::RegFiles};
 use crate::{cpu, creds, memory, signals, task_attrs, timers, DumpOptions};
 use cryo_image::{pb, ImageKind};
 use cryo_sys::{procfs, Pid};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::Path;
 use std::time::{Duration, Instant};
 use tracing::{debug, info, info_span};
@@ -121,7 +121,7 @@ pub fn dump(opts: &DumpOptions) -> Result<()> {
     let last_cpu = procfs::read_stat(pid)
         .ok()
         .and_then(|s| usize::try_from(s.processor).ok());
-    let _pin = crate::control::CpuPin::to(last_cpu);
+    let pin = crate::control::CpuPin::to(last_cpu);
     let t0 = Instant::now();
     let timeout = opts.timeout.unwrap_or(Duration::from_secs(10));
     let mut tree = Vec::new();
@@ -138,7 +138,9 @@ pub fn dump(opts: &DumpOptions) -> Result<()> {
         tree.iter().map(|p| p.threads.len()).sum::<usize>(),
         frozen_at - t0
     );
-    let (written, pages, shmem_pages) = match dump_tree(&mut tree, opts) {
+    // Tasks write their own pages, one per CPU cryo may use (it is pinned to one itself).
+    let page_writers = pin.saved().len().max(1);
+    let (written, pages, shmem_pages) = match dump_tree(&mut tree, opts, page_writers) {
         Ok(x) => x,
         Err(e) => {
             release_after_failure(tree, freezer)?;
@@ -739,7 +741,41 @@ fn dump_dead_leader(pid: Pid, stat: &procfs::Stat) -> Result<DeadLeader> {
 
 /// Everything done while the tree is stopped. Returns (memory dump time, pages written,
 /// shared memory pages written).
-fn dump_tree(tree: &mut [SeizedProc], opts: &DumpOptions) -> Result<(Duration, u64, u64)> {
+fn dump_tree(
+    tree: &mut [SeizedProc],
+    opts: &DumpOptions,
+    page_writers: usize,
+) -> Result<(Duration, u64, u64)> {
+    let mut in_flight = VecDeque::new();
+    let res = dump_processes(tree, opts, page_writers, &mut in_flight);
+    // After a failure, a task still writing its pages is waited for all the same: it must be
+    // back in its ptrace stop to be released as it was.
+    for (i, w) in in_flight {
+        if let Err(e) = complete_pages(&mut tree[i], w) {
+            debug!("after a failed dump: {e}");
+        }
+    }
+    res
+}
+
+/// Wait for the pages process `proc` is writing (see [`memory::PagesInFlight`]).
+fn complete_pages(proc: &mut SeizedProc, w: memory::PagesInFlight) -> Result<()> {
+    let leader = proc
+        .threads
+        .first_mut()
+        .ok_or_else(|| Error::Unsupported(format!("pid {} lost its threads", w.pid())))?;
+    w.complete(leader.injector()?)
+}
+
+/// The work of [`dump_tree`]. The last pages of each process are left to it to write while the
+/// next processes are dumped (`in_flight`: index in `tree` and the write), up to `writers` (the
+/// CPUs) at once: the copying of memory runs on every CPU, not only on cryo's.
+fn dump_processes(
+    tree: &mut [SeizedProc],
+    opts: &DumpOptions,
+    writers: usize,
+    in_flight: &mut VecDeque<(usize, memory::PagesInFlight)>,
+) -> Result<(Duration, u64, u64)> {
     let dir = opts.images_dir.as_path();
     between_phases("seized")?;
     let in_tree: Vec<i32> = tree.iter().map(|p| p.pid.0).collect();
@@ -807,7 +843,9 @@ fn dump_tree(tree: &mut [SeizedProc], opts: &DumpOptions) -> Result<(Duration, u
         }))
         .collect::<BTreeMap<_, _>>();
     let mut fd_tables_done = BTreeSet::new();
-    for (n, proc) in tree.iter_mut().enumerate() {
+    for n in 0..tree.len() {
+        let (done, rest) = tree.split_at_mut(n);
+        let proc = &mut rest[0];
         let pid = proc.pid;
         let vpid = view.vpid(pid)?;
         if let Some(z) = &proc.zombie {
@@ -942,6 +980,18 @@ fn dump_tree(tree: &mut [SeizedProc], opts: &DumpOptions) -> Result<(Duration, u
         )?;
         memdump.mm.dumpable = Some(dumpable);
         memdump.mm.thp_disabled = Some(thp_disabled);
+        if let Some(w) = memdump.in_flight.take() {
+            in_flight.push_back((n, w));
+        }
+        // While cryo works on the next process, the ones in flight keep the other CPUs busy;
+        // once it starts that one's write, it waits for the oldest.
+        while in_flight.len() > writers.saturating_sub(1).max(1) {
+            if let Some((i, w)) = in_flight.pop_front() {
+                // The oldest: an earlier process (the current one is the newest).
+                let p = if i < n { &mut done[i] } else { &mut *proc };
+                complete_pages(p, w)?;
+            }
+        }
         mem_time += mem_t0.elapsed();
         total_pages += memdump.pages;
         between_phases("memory")?;
@@ -1034,6 +1084,9 @@ fn dump_tree(tree: &mut [SeizedProc], opts: &DumpOptions) -> Result<(Duration, u
                 .map(|t| view.vpid(t).map(|v| v.0 as u32))
                 .collect::<Result<_>>()?,
         });
+    }
+    while let Some((i, w)) = in_flight.pop_front() {
+        complete_pages(&mut tree[i], w)?;
     }
     let shmem_pages = shmem.finish(dir)?;
     files.write_images(dir)?;

@@ -41,6 +41,7 @@ use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::sync::{mpsc, Arc, Mutex};
 use tracing::debug;
 
 /// CRIU's VMA status bits (`criu/include/image.h`).
@@ -117,6 +118,9 @@ struct RemoteWriter<'a> {
     batch_off: u64,
 }
 
+/// What the task's page writes are called in errors.
+const WRITE_PAGES: &str = "write pages (pwritev in the task)";
+
 /// Runs per remote pwritev (16 bytes of iovec each in the scratch area).
 const IOV_BATCH: usize = 1024;
 /// Where the iovecs go in the scratch area.
@@ -145,41 +149,80 @@ impl<'a> RemoteWriter<'a> {
         })
     }
 
-    fn flush(&mut self) -> Result<()> {
-        let mut runs = std::mem::take(&mut self.batch);
-        let mut off = self.batch_off;
-        while !runs.is_empty() {
-            let iov: Vec<u8> = runs
-                .iter()
-                .flat_map(|&(a, l)| a.to_ne_bytes().into_iter().chain(l.to_ne_bytes()))
-                .collect();
-            let iov_addr = self.inj.write_scratch(IOV_SCRATCH_OFF, &iov)?;
-            let mut n = self.inj.syscall(
-                "write pages (pwritev in the task)",
-                libc::SYS_pwritev,
-                &[self.fd, iov_addr.0, runs.len() as u64, off, 0],
-            )?;
-            if n == 0 {
-                return Err(Error::Task {
-                    what: "write pages".into(),
-                    pid: self.inj.pid(),
-                    source: std::io::Error::from_raw_os_error(libc::EIO),
-                });
-            }
-            off += n;
-            // Drop what was written, keep the rest (a short write can stop mid-run).
-            while n > 0 {
-                let (a, l) = runs[0];
-                if n >= l {
-                    runs.remove(0);
-                    n -= l;
-                } else {
-                    runs[0] = (a + n, l - n);
-                    n = 0;
-                }
+    /// The iovecs of the waiting runs in the scratch area (at most `IOV_BATCH` per call).
+    fn put_iov(&self) -> Result<RemoteAddr> {
+        let iov: Vec<u8> = self
+            .batch
+            .iter()
+            .flat_map(|&(a, l)| a.to_ne_bytes().into_iter().chain(l.to_ne_bytes()))
+            .collect();
+        self.inj.write_scratch(IOV_SCRATCH_OFF, &iov)
+    }
+
+    /// `n` bytes were written: drop them from the waiting runs, keep the rest (a short write
+    /// can stop mid-run).
+    fn consume(&mut self, mut n: u64) -> Result<()> {
+        if n == 0 && !self.batch.is_empty() {
+            return Err(Error::Task {
+                what: "write pages".into(),
+                pid: self.inj.pid(),
+                source: std::io::Error::from_raw_os_error(libc::EIO),
+            });
+        }
+        self.batch_off += n;
+        while n > 0 && !self.batch.is_empty() {
+            let (a, l) = self.batch[0];
+            if n >= l {
+                self.batch.remove(0);
+                n -= l;
+            } else {
+                self.batch[0] = (a + n, l - n);
+                n = 0;
             }
         }
         Ok(())
+    }
+
+    /// Start the task writing the waiting runs (one `pwritev`, at most `IOV_BATCH` runs).
+    fn start_write(&self) -> Result<()> {
+        let iov_addr = self.put_iov()?;
+        self.inj.syscall_start(
+            WRITE_PAGES,
+            libc::SYS_pwritev,
+            &[
+                self.fd,
+                iov_addr.0,
+                self.batch.len() as u64,
+                self.batch_off,
+                0,
+            ],
+        )
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        while !self.batch.is_empty() {
+            self.start_write()?;
+            let n = self.inj.syscall_wait(WRITE_PAGES)?;
+            self.consume(n)?;
+        }
+        Ok(())
+    }
+
+    /// Start writing the waiting runs (one batch) and leave the task to it: the task copies
+    /// its pages into the image on a CPU of its own while cryo goes on with other tasks.
+    fn start(mut self) -> Result<Option<PagesInFlight>> {
+        if self.batch.is_empty() {
+            self.close()?;
+            return Ok(None);
+        }
+        self.start_write()?;
+        let fd = std::mem::replace(&mut self.fd, u64::MAX);
+        Ok(Some(PagesInFlight {
+            pid: self.inj.pid(),
+            fd,
+            batch: std::mem::take(&mut self.batch),
+            batch_off: self.batch_off,
+        }))
     }
 
     fn close(mut self) -> Result<()> {
@@ -200,6 +243,43 @@ impl Drop for RemoteWriter<'_> {
                 .inj
                 .syscall("close pages image in the task", libc::SYS_close, &[self.fd]);
         }
+    }
+}
+
+/// The last pages of a process, being written into its image by the task itself (a
+/// `pwritev` started with [`Injector::syscall_start`]) while cryo dumps the next processes, so
+/// that the copying of several processes runs on several CPUs. The task is running, not in a
+/// ptrace stop: nothing else may be asked of it, nor may it be released, before
+/// [`PagesInFlight::complete`].
+#[derive(Debug)]
+#[must_use = "the task runs a syscall until it is completed"]
+pub struct PagesInFlight {
+    pid: Pid,
+    fd: u64,
+    /// The runs of this write, and the image offset of the first.
+    batch: Vec<(u64, u64)>,
+    batch_off: u64,
+}
+
+impl PagesInFlight {
+    /// The task writing.
+    pub fn pid(&self) -> Pid {
+        self.pid
+    }
+
+    /// Wait for the write (`inj` drives the same task), write what a short write left and
+    /// close the image in the task. On an error the task is back in its stop all the same.
+    pub fn complete(self, inj: &Injector) -> Result<()> {
+        let written = inj.syscall_wait(WRITE_PAGES);
+        let mut w = RemoteWriter {
+            inj,
+            fd: self.fd,
+            batch: self.batch,
+            batch_off: self.batch_off,
+        };
+        // An error drops `w`, which closes the image in the task.
+        w.consume(written?)?;
+        w.close()
     }
 }
 
@@ -336,10 +416,15 @@ impl<'a> PageSink<'a> {
         Ok(())
     }
 
-    fn finish(self, dir: &Path, kind: ImageKind, id: u64) -> Result<u64> {
-        if let Some(r) = self.remote {
-            r.close()?;
-        }
+    /// Write the pagemap image. What the task still has to write of its pages is left to it:
+    /// the returned writer, to be started last (see [`PagesInFlight`]).
+    /// Returns the number of pages recorded.
+    fn finish(
+        self,
+        dir: &Path,
+        kind: ImageKind,
+        id: u64,
+    ) -> Result<(u64, Option<RemoteWriter<'a>>)> {
         let mut w = cryo_image::create_image(dir, kind, Some(id))?;
         w.write_entry(&pb::PagemapHead {
             pages_id: self.pages_id,
@@ -350,7 +435,7 @@ impl<'a> PageSink<'a> {
             n += e.nr_pages.unwrap_or(0);
         }
         w.finish()?;
-        Ok(n)
+        Ok((n, self.remote))
     }
 }
 
@@ -538,13 +623,17 @@ impl ShmemDump {
         Ok(added)
     }
 
-    /// Write the shmem pagemaps.
     /// Write the shmem pagemaps; returns the number of pages written.
     pub fn finish(self, dir: &Path) -> Result<u64> {
         // Entries stay in file order: with several processes they need not be sorted by offset.
         let mut pages = 0;
         for (shmid, (s, _)) in self.sinks {
-            pages += s.finish(dir, ImageKind::ShmemPagemap, shmid)?;
+            let (n, writer) = s.finish(dir, ImageKind::ShmemPagemap, shmid)?;
+            // cryo writes shared memory itself: no task holds an image open.
+            if let Some(w) = writer {
+                w.close()?;
+            }
+            pages += n;
         }
         Ok(pages)
     }
@@ -557,6 +646,8 @@ pub struct MemoryDump {
     pub mm: pb::MmEntry,
     /// Pages written.
     pub pages: u64,
+    /// The last pages, still being written by the task.
+    pub in_flight: Option<PagesInFlight>,
 }
 
 /// Dump the memory of `pid`, whose VMAs were `maps` when it was seized (before cryo mapped
@@ -658,7 +749,7 @@ pub fn dump_memory(
         }
         vmas.push(vma);
     }
-    sink.finish(dir, ImageKind::Pagemap, image_id)?;
+    let (_, writer) = sink.finish(dir, ImageKind::Pagemap, image_id)?;
     // The memfds this process holds, by fd (dumped before its memory) or mapped.
     total += files.memfds.dump_contents(dir, pages_id, shmem)?;
     let exe_link = std::fs::read_link(format!("/proc/{pid}/exe")).task_ctx("read exe link", pid)?;
@@ -676,6 +767,11 @@ pub fn dump_memory(
         pages = total,
         "memory dumped"
     );
+    // Last, so that nothing can fail with the task busy writing.
+    let in_flight = match writer {
+        Some(w) => w.start()?,
+        None => None,
+    };
     Ok(MemoryDump {
         mm: pb::MmEntry {
             mm_start_code: stat.start_code,
@@ -697,6 +793,7 @@ pub fn dump_memory(
             thp_disabled: None,
         },
         pages: total,
+        in_flight,
     })
 }
 
@@ -816,11 +913,13 @@ pub fn unmap_all_but(inj: &Injector, keep: &[(u64, u64)]) -> Result<()> {
 /// are equal. A VMA the parent does not pass on at fork (MADV_DONTFORK) or passes on empty
 /// (MADV_WIPEONFORK) is never inherited, and neither is a locked one (MADV_DONTNEED, which
 /// the refill needs, refuses locked memory) nor a hugetlb one (pages are compared and dropped
-/// 4 KiB at a time).
+/// 4 KiB at a time). An anonymous VMA is kept only if `shares_pages` says it can share
+/// something (see [`shares_a_page`]).
 pub fn inherited_vmas(
     mm: &pb::MmEntry,
     parent: Option<&pb::MmEntry>,
     files: &RegFiles,
+    shares_pages: impl Fn(&pb::VmaEntry) -> bool,
 ) -> Vec<(u64, u64)> {
     let Some(parent) = parent else {
         return Vec::new();
@@ -862,9 +961,59 @@ pub fn inherited_vmas(
                     .vmas
                     .iter()
                     .any(|p| inheritable(p) && same_mapping(v, p))
+                && (v.status & VMA_ANON_PRIVATE == 0 || shares_pages(v))
         })
         .map(|v| (v.start, v.end))
         .collect()
+}
+
+/// Whether keeping the creator's copy of anonymous VMA `start..end` can share a page: the
+/// creator has none there (nothing to drop), or a page of this process's image is the same as
+/// the creator's at that address. Memory that each process mapped after the fork lands at the
+/// same address in both and looks inherited; with other contents throughout it is better
+/// mapped fresh than inherited and dropped page by page. `mine` and `theirs` are the two pages
+/// images, with their pagemaps.
+pub fn shares_a_page(
+    mine: (&MappedFile, &[pb::PagemapEntry]),
+    theirs: (&MappedFile, &[pb::PagemapEntry]),
+    start: u64,
+    end: u64,
+) -> bool {
+    let their_runs = runs_in(theirs.1, start, end);
+    if their_runs.is_empty() {
+        return true;
+    }
+    let (my_bytes, their_bytes) = (mine.0.bytes(), theirs.0.bytes());
+    let page = PAGE_SIZE as usize;
+    fn at(bytes: &[u8], off: u64, page: usize) -> Option<&[u8]> {
+        bytes.get(off as usize..(off as usize).saturating_add(page))
+    }
+    let mut t = 0usize;
+    for (a, l, off) in runs_in(mine.1, start, end) {
+        let mut p = 0;
+        while p < l {
+            let addr = a + p;
+            while t < their_runs.len() && their_runs[t].0 + their_runs[t].1 <= addr {
+                t += 1;
+            }
+            let Some(&(ta, tl, toff)) = their_runs.get(t) else {
+                return false;
+            };
+            if ta <= addr && addr < ta + tl {
+                match (
+                    at(my_bytes, off + p, page),
+                    at(their_bytes, toff + addr - ta, page),
+                ) {
+                    (Some(x), Some(y)) if x == y => return true,
+                    // A short image: the refill reports it.
+                    (None, _) | (_, None) => return true,
+                    _ => {}
+                }
+            }
+            p += PAGE_SIZE;
+        }
+    }
+    false
 }
 
 /// What a forked puppet inherited from its creator: the VMA ranges it keeps
@@ -876,7 +1025,7 @@ pub struct Inherited<'a> {
     /// The creator's pagemap.
     pub pagemap: &'a [pb::PagemapEntry],
     /// The creator's pages image mapped in cryo (None: compare with the live memory instead).
-    pub pages: Option<MappedFile>,
+    pub pages: Option<Arc<MappedFile>>,
 }
 
 impl Inherited<'_> {
@@ -1134,6 +1283,7 @@ pub fn restore_vmas(
     files: &RegFiles,
     inherited: &Inherited,
     scratch_off: u64,
+    fills: &mut PendingFills,
 ) -> Result<()> {
     // Inherited memory that userfaultfd cannot fill (file mappings, or no userfaultfd) is
     // written through /proc/PID/mem by cryo; without the parent's image it is compared there.
@@ -1310,17 +1460,21 @@ pub fn restore_vmas(
         }
         if !runs.is_empty() {
             // UFFDIO_COPY only fills pages that are not there yet: a locked VMA is populated
-            // by mmap already. Any failure falls back to pread, which overwrites.
+            // by mmap already. It is left to the copier threads (see [`PendingFills`]);
+            // what fails there is read with pread, which overwrites.
             let by_uffd = match (&pages.uffd, &pages.map) {
                 (Some(uffd), Some(map))
                     if st & VMA_ANON_PRIVATE != 0 && vma.flags & libc::MAP_LOCKED as u32 == 0 =>
                 {
-                    match fill_by_uffd(inj, uffd, map, vma, &runs, pages) {
-                        Ok(()) => true,
-                        Err(e @ Error::BadImage { .. }) => return Err(e),
+                    check_runs(map, &pages.image, &runs)?;
+                    match uffd.register(vma.start, len) {
+                        Ok(()) => {
+                            fills.add(pages.copier, uffd, map, vma, fill_prot, runs.clone());
+                            true
+                        }
                         Err(e) => {
                             debug!(
-                                "UFFDIO_COPY of VMA {:#x}: {e}; reading with pread",
+                                "userfaultfd for VMA {:#x}: {e}; reading with pread",
                                 vma.start
                             );
                             false
@@ -1464,95 +1618,298 @@ fn fill_object(
 /// Where a task's pages come from at restore: the pages image open in the puppet (for pread),
 /// and, when userfaultfd works, the same image mapped in cryo and a userfaultfd on the
 /// puppet's memory (for UFFDIO_COPY).
-pub struct PagesSource {
+pub struct PagesSource<'a> {
+    /// The threads that copy pages in.
+    pub copier: &'a Copier,
     /// The image's fd in the puppet.
     pub fd: u64,
     /// The image's name, for errors.
     pub image: String,
     /// The image mapped in cryo.
-    pub map: Option<MappedFile>,
+    pub map: Option<Arc<MappedFile>>,
     /// A userfaultfd on the puppet's memory.
-    pub uffd: Option<Userfaultfd>,
-    /// Where a second copying thread may run (cryo's main thread is pinned).
-    pub copy_cpus: Vec<usize>,
+    pub uffd: Option<Arc<Userfaultfd>>,
 }
 
-/// Runs of at least this many bytes in all are split between two copying threads.
-const PARALLEL_COPY_BYTES: u64 = 64 << 20;
+/// The runs of one copy job at most: a big VMA is shared out between the copier threads.
+const COPY_JOB_BYTES: u64 = 4 << 20;
 
-/// Fill runs `(addr, len, file offset)` of an anonymous VMA with UFFDIO_COPY: the pages are
-/// allocated with their contents, never zeroed first. Two threads share big VMAs.
-fn fill_by_uffd(
-    inj: &Injector,
-    uffd: &Userfaultfd,
-    map: &MappedFile,
-    vma: &pb::VmaEntry,
-    runs: &[(u64, u64, u64)],
-    pages: &PagesSource,
-) -> Result<()> {
-    let image = &pages.image;
-    let pid = inj.pid();
-    let len = vma.end - vma.start;
-    let bytes = map.bytes();
+/// Every run `(addr, len, file offset)` must lie inside the mapped pages image.
+fn check_runs(map: &MappedFile, image: &str, runs: &[(u64, u64, u64)]) -> Result<()> {
+    let size = map.bytes().len() as u64;
     for &(_, l, off) in runs {
-        if off + l > bytes.len() as u64 {
+        if off.saturating_add(l) > size {
             return Err(Error::BadImage {
                 image: image.to_string(),
-                what: format!(
-                    "ends at offset {}, before the pages its pagemap lists",
-                    bytes.len()
-                ),
+                what: format!("ends at offset {size}, before the pages its pagemap lists"),
             });
         }
     }
-    uffd.register(vma.start, len)
-        .task_ctx("register memory with userfaultfd", pid)?;
-    let copy = |part: &[(u64, u64, u64)]| -> std::io::Result<()> {
-        for &(addr, l, off) in part {
-            uffd.copy(addr, &bytes[off as usize..(off + l) as usize])?;
-        }
-        Ok(())
-    };
-    let total: u64 = runs.iter().map(|r| r.1).sum();
-    let res = if total >= PARALLEL_COPY_BYTES {
-        // Split by bytes, at page granularity, into two halves.
-        let mut first = Vec::new();
-        let mut second = Vec::new();
-        let mut acc = 0u64;
-        for &(a, l, o) in runs {
-            let half = total / 2;
-            if acc >= half {
-                second.push((a, l, o));
-            } else if acc + l <= half {
-                first.push((a, l, o));
-            } else {
-                let cut = (half - acc) / PAGE_SIZE * PAGE_SIZE;
-                if cut > 0 {
-                    first.push((a, cut, o));
-                }
-                second.push((a + cut, l - cut, o + cut));
+    Ok(())
+}
+
+/// Copy runs `(addr, len, file offset)` from `map` into the registered memory of `uffd`: the
+/// pages are allocated with their contents, never zeroed first.
+fn copy_runs(
+    uffd: &Userfaultfd,
+    map: &MappedFile,
+    runs: &[(u64, u64, u64)],
+) -> std::io::Result<()> {
+    // A test build can fail every copy here, to take the pread way (`restore-copy`).
+    crate::dump::fault_point("restore-copy").map_err(std::io::Error::other)?;
+    let bytes = map.bytes();
+    for &(addr, l, off) in runs {
+        map.populate(off as usize, l as usize);
+        let src = bytes
+            .get(off as usize..(off + l) as usize)
+            .ok_or_else(|| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+        uffd.copy(addr, src)?;
+    }
+    Ok(())
+}
+
+/// Work for a copier thread.
+enum CopyJob {
+    /// One piece of a VMA.
+    Fill {
+        uffd: Arc<Userfaultfd>,
+        map: Arc<MappedFile>,
+        runs: Vec<(u64, u64, u64)>,
+        /// The VMA it belongs to, and where to say how it went.
+        vma_start: u64,
+        done: mpsc::Sender<(u64, std::io::Result<()>)>,
+    },
+    /// A pages image no longer needed, unmapped off the main thread (taking down the page
+    /// table of a big mapping is work too).
+    Unmap(Arc<MappedFile>),
+}
+
+impl CopyJob {
+    fn run(self) {
+        match self {
+            CopyJob::Fill {
+                uffd,
+                map,
+                runs,
+                vma_start,
+                done,
+            } => {
+                let res = copy_runs(&uffd, &map, &runs);
+                let _ = done.send((vma_start, res));
             }
-            acc += l;
+            CopyJob::Unmap(map) => drop(map),
         }
-        std::thread::scope(|sc| {
-            let h = sc.spawn(|| {
-                let _ = cryo_sys::task::set_affinity(Pid(0), &pages.copy_cpus);
-                copy(&second)
+    }
+}
+
+/// Threads of cryo that fill puppets' anonymous memory with UFFDIO_COPY, one per CPU, while
+/// the main thread goes on driving puppets (mapping the next VMAs, creating the next
+/// processes): the copying of several processes runs on every CPU, overlapped with the rest.
+/// A userfaultfd may be used from any thread; ptrace may not, so the puppets stay with the main
+/// thread.
+pub struct Copier {
+    jobs: Option<mpsc::Sender<CopyJob>>,
+    workers: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Copier {
+    /// Start the threads, one per CPU of `cpus`, where they may run (cryo's main thread is
+    /// pinned to one of them). Without threads (none could be made) the jobs are done as they
+    /// come.
+    pub fn start(cpus: &[usize]) -> Copier {
+        let n = cpus.len().max(1);
+        let (tx, rx) = mpsc::channel::<CopyJob>();
+        let rx = Arc::new(Mutex::new(rx));
+        let mut workers = Vec::new();
+        for i in 0..n {
+            let rx = Arc::clone(&rx);
+            let cpus = cpus.to_vec();
+            let spawned = std::thread::Builder::new()
+                .name(format!("cryo-copy-{i}"))
+                .spawn(move || {
+                    let _ = cryo_sys::task::set_affinity(Pid(0), &cpus);
+                    loop {
+                        // The lock is held only to take a job, not while copying.
+                        let job = match rx.lock() {
+                            Ok(rx) => rx.recv(),
+                            Err(_) => return,
+                        };
+                        let Ok(job) = job else { return };
+                        job.run();
+                    }
+                });
+            match spawned {
+                Ok(w) => workers.push(w),
+                Err(e) => debug!("no copier thread: {e}; pages copied by the main thread"),
+            }
+        }
+        Copier {
+            jobs: (!workers.is_empty()).then_some(tx),
+            workers,
+        }
+    }
+
+    fn send(&self, job: CopyJob) {
+        match &self.jobs {
+            Some(tx) => {
+                if let Err(mpsc::SendError(job)) = tx.send(job) {
+                    job.run();
+                }
+            }
+            None => job.run(),
+        }
+    }
+
+    /// Let go of a mapped pages image on a copier thread.
+    pub fn unmap(&self, map: Arc<MappedFile>) {
+        self.send(CopyJob::Unmap(map));
+    }
+}
+
+impl Drop for Copier {
+    /// The threads end once the queue is closed and empty.
+    fn drop(&mut self) {
+        self.jobs.take();
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+    }
+}
+
+/// A VMA registered with the puppet's userfaultfd and given to the copier.
+struct FillVma {
+    start: u64,
+    len: u64,
+    prot: u32,
+    fill_prot: u32,
+    runs: Vec<(u64, u64, u64)>,
+    jobs: usize,
+}
+
+/// The memory of one puppet being filled by the copier threads. Until
+/// [`PendingFills::complete`], a page of these VMAs that the copier has not reached yet blocks
+/// whoever touches it: the puppet must not fork (its child would not inherit the pages) nor
+/// run its own code before.
+pub struct PendingFills {
+    vmas: Vec<FillVma>,
+    done_tx: mpsc::Sender<(u64, std::io::Result<()>)>,
+    done_rx: mpsc::Receiver<(u64, std::io::Result<()>)>,
+    uffd: Option<Arc<Userfaultfd>>,
+    /// The pages image open in the puppet (for pread where a copy fails), and its name.
+    pages_fd: u64,
+    image: String,
+}
+
+impl PendingFills {
+    /// Nothing yet; `pages_fd` is the pages image open in the puppet, closed by `complete`.
+    pub fn new(pages_fd: u64, image: String) -> PendingFills {
+        let (done_tx, done_rx) = mpsc::channel();
+        PendingFills {
+            vmas: Vec::new(),
+            done_tx,
+            done_rx,
+            uffd: None,
+            pages_fd,
+            image,
+        }
+    }
+
+    /// Have `copier` fill `runs` of `vma`, which is registered with `uffd` already.
+    fn add(
+        &mut self,
+        copier: &Copier,
+        uffd: &Arc<Userfaultfd>,
+        map: &Arc<MappedFile>,
+        vma: &pb::VmaEntry,
+        fill_prot: u32,
+        runs: Vec<(u64, u64, u64)>,
+    ) {
+        let mut jobs = 0;
+        let mut part = Vec::new();
+        let mut bytes = 0u64;
+        let mut send = |part: &mut Vec<(u64, u64, u64)>| {
+            copier.send(CopyJob::Fill {
+                uffd: Arc::clone(uffd),
+                map: Arc::clone(map),
+                runs: std::mem::take(part),
+                vma_start: vma.start,
+                done: self.done_tx.clone(),
             });
-            let r1 = copy(&first);
-            let r2 = h
-                .join()
-                .unwrap_or_else(|_| Err(std::io::Error::other("copy thread died")));
-            r1.and(r2)
-        })
-    } else {
-        copy(runs)
-    };
-    let unreg = uffd
-        .unregister(vma.start, len)
-        .task_ctx("unregister memory from userfaultfd", pid);
-    res.task_ctx("copy pages (UFFDIO_COPY)", pid)?;
-    unreg
+            jobs += 1;
+        };
+        for &(mut a, mut l, mut o) in &runs {
+            while l > 0 {
+                let take = l.min(COPY_JOB_BYTES - bytes);
+                part.push((a, take, o));
+                bytes += take;
+                (a, l, o) = (a + take, l - take, o + take);
+                if bytes == COPY_JOB_BYTES {
+                    send(&mut part);
+                    bytes = 0;
+                }
+            }
+        }
+        if !part.is_empty() {
+            send(&mut part);
+        }
+        self.uffd.get_or_insert_with(|| Arc::clone(uffd));
+        self.vmas.push(FillVma {
+            start: vma.start,
+            len: vma.end - vma.start,
+            prot: vma.prot,
+            fill_prot,
+            runs,
+            jobs,
+        });
+    }
+
+    /// Wait for the copier, take the VMAs off the userfaultfd, read with pread what it could
+    /// not copy, and close the pages image in the puppet (`inj`).
+    pub fn complete(self, inj: &Injector) -> Result<()> {
+        let pid = inj.pid();
+        let total: usize = self.vmas.iter().map(|v| v.jobs).sum();
+        let mut failed = BTreeMap::new();
+        for _ in 0..total {
+            let (start, res) = self
+                .done_rx
+                .recv()
+                .map_err(|_| std::io::Error::other("the copier threads ended"))
+                .task_ctx("copy pages (UFFDIO_COPY)", pid)?;
+            if let Err(e) = res {
+                failed.entry(start).or_insert(e);
+            }
+        }
+        if let Some(uffd) = &self.uffd {
+            for v in &self.vmas {
+                uffd.unregister(v.start, v.len)
+                    .task_ctx("unregister memory from userfaultfd", pid)?;
+            }
+        }
+        for v in self.vmas.iter().filter(|v| failed.contains_key(&v.start)) {
+            debug!(
+                "UFFDIO_COPY of VMA {:#x}: {}; reading with pread",
+                v.start, failed[&v.start]
+            );
+            let protect = |prot: u32| {
+                inj.syscall(
+                    "protect a VMA",
+                    libc::SYS_mprotect,
+                    &[v.start, v.len, u64::from(prot)],
+                )
+            };
+            if v.fill_prot != v.prot {
+                protect(v.fill_prot)?;
+            }
+            for &(s, l, off) in &v.runs {
+                pread_all(inj, self.pages_fd, &self.image, s, l, off)?;
+            }
+            if v.fill_prot != v.prot {
+                protect(v.prot)?;
+            }
+        }
+        inj.syscall("close pages", libc::SYS_close, &[self.pages_fd])?;
+        Ok(())
+    }
 }
 
 /// pread64 in the puppet until `len` bytes are at `addr`.
@@ -1703,10 +2060,10 @@ mod tests {
             vma(0x70000, VMA_FILE_PRIVATE, 9, 0, r, 0),
         ]);
         assert_eq!(
-            inherited_vmas(&child, Some(&parent), &files),
+            inherited_vmas(&child, Some(&parent), &files, |_| true),
             vec![(0x10000, 0x14000), (0x50000, 0x54000)]
         );
-        assert!(inherited_vmas(&child, None, &files).is_empty());
+        assert!(inherited_vmas(&child, None, &files, |_| true).is_empty());
     }
 
     #[test]

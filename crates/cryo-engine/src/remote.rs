@@ -51,6 +51,25 @@ impl Injector {
             .task_ctx(what, self.task.pid())
     }
 
+    /// Start a syscall and let the task run it while cryo works on other tasks; the task may
+    /// be asked nothing else until [`Injector::syscall_wait`].
+    pub fn syscall_start(&self, what: &str, nr: i64, args: &[u64]) -> Result<()> {
+        self.task
+            .syscall_start(nr, args)
+            .task_ctx(what, self.task.pid())
+    }
+
+    /// The result of the syscall started by [`Injector::syscall_start`]; a negative result
+    /// becomes an error naming `what`.
+    pub fn syscall_wait(&self, what: &str) -> Result<u64> {
+        let rc = self.task.syscall_wait().task_ctx(what, self.task.pid())?;
+        if (-4095..0).contains(&rc) {
+            return Err(std::io::Error::from_raw_os_error((-rc) as i32))
+                .task_ctx(what, self.task.pid());
+        }
+        Ok(rc as u64)
+    }
+
     /// The scratch area's address in the task.
     pub fn scratch(&self) -> RemoteAddr {
         self.scratch

@@ -27,8 +27,10 @@ use cryo_sys::ptrace::{self, WaitStatus};
 use cryo_sys::puppet::{self, Trampoline};
 use cryo_sys::remote::RemoteTask;
 use cryo_sys::{procfs, Pid, PAGE_SIZE};
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 use tracing::{debug, info, info_span};
 
 /// Size of the hole reserved for the trampoline and the temporary vDSO place.
@@ -285,6 +287,8 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
         opts,
         cpus: pin.saved(),
         own_pidns,
+        copier: memory::Copier::start(pin.saved()),
+        page_maps: RefCell::default(),
     };
     let mut puppets = Vec::new();
     let res = restore_tree(&imgs, &env, &mut puppets);
@@ -314,6 +318,10 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
     }
 }
 
+/// A VMA of a parent with at least this many pages is kept from a child that would drop it
+/// (two madvise calls cost less than copying and dropping the page table entries).
+const DONTFORK_MIN_PAGES: u64 = 64;
+
 /// A process being restored: its leader's injector and its threads, held stopped.
 struct Puppet {
     /// Its PID in cryo's pid namespace (for ptrace and /proc).
@@ -333,6 +341,17 @@ struct Puppet {
     /// The leader has exited, as dumped, and is no longer traced: only the threads are
     /// released.
     leader_exited: bool,
+    /// Its memory, still being filled by the copier threads.
+    fills: Option<memory::PendingFills>,
+}
+
+/// Wait until the copier threads have filled the memory of `p` (see
+/// [`memory::PendingFills`]).
+fn finish_fills(p: &mut Puppet) -> Result<()> {
+    match p.fills.take() {
+        Some(f) => f.complete(&p.inj),
+        None => Ok(()),
+    }
 }
 
 fn kill_puppets(puppets: &[Puppet]) {
@@ -433,6 +452,7 @@ fn adopt(pid: Pid, vpid: Pid, tramp: &Trampoline) -> Result<Puppet> {
         stop_signo: None,
         gone: false,
         leader_exited: false,
+        fills: None,
     })
 }
 
@@ -567,6 +587,10 @@ fn restore_tree(imgs: &[TaskImages], env: &PuppetEnv, puppets: &mut Vec<Puppet>)
     }
     b.join_deferred_groups()?;
     let slot = b.slot;
+    // Every process's memory is all there before anything of it runs.
+    for p in puppets.iter_mut() {
+        finish_fills(p)?;
+    }
     for (img, k) in imgs.iter().zip(&slot) {
         if let (Some(code), Some(k)) = (img.zombie, k) {
             let p = &mut puppets[*k];
@@ -702,6 +726,8 @@ impl<'a, 'e> TreeBuilder<'a, 'e> {
                 (c, own.session as u32, own.pgrp as u32)
             }
             Some(k) => {
+                // A child inherits the memory: all of it must be there.
+                finish_fills(&mut self.puppets[k])?;
                 let c = remote_clone(&self.puppets[k].inj, pid, flags, libc::SIGCHLD as u64, 0)
                     .map_err(|e| match e {
                         Error::Task { source, .. } => in_use(source),
@@ -724,6 +750,44 @@ impl<'a, 'e> TreeBuilder<'a, 'e> {
 
     fn inj(&self, k: usize) -> &Injector {
         &self.puppets[k].inj
+    }
+
+    /// Mark the VMAs of puppet `k` (restored from `parent`) that a child keeping only `kept`
+    /// would drop MADV_DONTFORK, where that saves copying and then dropping many pages;
+    /// returns the ranges marked, to be passed on at fork again once the child exists.
+    fn dontfork(&self, k: usize, parent: &TaskImages, kept: &[(u64, u64)]) -> Vec<(u64, u64)> {
+        let not_at_fork = (1u64 << libc::MADV_DONTFORK) | (1u64 << libc::MADV_WIPEONFORK);
+        let mut marked = Vec::new();
+        for v in &parent.mm.vmas {
+            let range = (v.start, v.end);
+            let pages: u64 = parent
+                .pagemap
+                .iter()
+                .filter(|pe| pe.vaddr >= v.start && pe.vaddr < v.end)
+                .map(|pe| pe.nr_pages.unwrap_or(u64::from(pe.compat_nr_pages)))
+                .sum();
+            if v.status & memory::status::VMA_AREA_REGULAR == 0
+                || v.status & (memory::status::VMA_AREA_VDSO | memory::status::VMA_AREA_VVAR) != 0
+                || v.madv.unwrap_or(0) & not_at_fork != 0
+                || pages < DONTFORK_MIN_PAGES
+                || kept.contains(&range)
+            {
+                continue;
+            }
+            // Best effort: a VMA the kernel will not mark is copied and dropped as before.
+            if self
+                .inj(k)
+                .syscall(
+                    "keep memory from a child at fork",
+                    libc::SYS_madvise,
+                    &[v.start, v.end - v.start, libc::MADV_DONTFORK as u64],
+                )
+                .is_ok()
+            {
+                marked.push(range);
+            }
+        }
+        marked
     }
 
     /// Create image `i` and its subtree. `creator` is its parent's puppet or a helper forked
@@ -750,7 +814,28 @@ impl<'a, 'e> TreeBuilder<'a, 'e> {
             }
             f
         };
-        let k = self.spawn(Pid(pid as i32), creator, flags)?;
+        let restores_memory = img.zombie.is_none() && flags & libc::CLONE_VM as u64 == 0;
+        let kept = match inherit {
+            Some(p) if restores_memory => self.env.kept_from(img, p),
+            _ => Vec::new(),
+        };
+        // The parent's VMAs this child does not keep are not copied at fork, to be dropped at
+        // once: big ones are marked MADV_DONTFORK for the fork.
+        let not_copied = match (creator, inherit) {
+            (Some(c), Some(p)) if by_parent && restores_memory => self.dontfork(c, p, &kept),
+            _ => Vec::new(),
+        };
+        let made = self.spawn(Pid(pid as i32), creator, flags);
+        if let Some(c) = creator {
+            for &(start, end) in &not_copied {
+                self.inj(c).syscall(
+                    "pass memory on at fork again",
+                    libc::SYS_madvise,
+                    &[start, end - start, libc::MADV_DOFORK as u64],
+                )?;
+            }
+        }
+        let k = made?;
         self.slot[i] = Some(k);
         if creator.is_none() {
             // What the root inherited from cryo; its children inherit the clean state.
@@ -762,8 +847,10 @@ impl<'a, 'e> TreeBuilder<'a, 'e> {
             task_attrs::unregister_inherited_rseq(self.inj(k))?;
         }
         // A process that shares its parent's address space has it, restored, already.
-        if img.zombie.is_none() && flags & libc::CLONE_VM as u64 == 0 {
-            restore_memory(&self.puppets[k], img, inherit, self.env, self.shm)?;
+        if restores_memory {
+            let parent = inherit.map(|p| (p, kept));
+            let fills = restore_memory(&self.puppets[k], img, parent, self.env, self.shm)?;
+            self.puppets[k].fills = Some(fills);
         }
         let born_in = self.sid[k];
         let kids = self.children[i].clone();
@@ -811,6 +898,8 @@ impl<'a, 'e> TreeBuilder<'a, 'e> {
         for (sess, members) in orphaned {
             self.recreate_session(k, img, sess, &members)?;
         }
+        // Every child has compared its memory with this image.
+        self.env.drop_pages_map(img.pages_id);
         Ok(())
     }
 
@@ -1020,6 +1109,10 @@ struct PuppetEnv<'a> {
     opts: &'a RestoreOptions,
     /// The CPUs the restored task may run on.
     cpus: &'a [usize],
+    /// The threads that copy pages into the puppets.
+    copier: memory::Copier,
+    /// The pages images mapped so far (see [`PuppetEnv::pages_map`]).
+    page_maps: RefCell<BTreeMap<u32, Option<Arc<cryo_sys::uffd::MappedFile>>>>,
 }
 
 /// Build the puppet's dumped address space. A puppet forked from a restored parent keeps the
@@ -1029,17 +1122,16 @@ struct PuppetEnv<'a> {
 fn restore_memory(
     pup: &Puppet,
     img: &TaskImages,
-    parent: Option<&TaskImages>,
+    parent: Option<(&TaskImages, Vec<(u64, u64)>)>,
     env: &PuppetEnv,
     shm: &memory::SharedAnon,
-) -> Result<()> {
+) -> Result<memory::PendingFills> {
     let (pid, vpid) = (pup.pid, pup.vpid);
     let PuppetEnv {
         files,
         tramp,
         temp_vdso,
         dir,
-        cpus,
         ..
     } = *env;
     let inj = &pup.inj;
@@ -1052,10 +1144,10 @@ fn restore_memory(
     let vdso = memory::restore_vdso(inj, &img.mm.vmas, temp_vdso)
         .map_err(|e| ctx("vdso", &format!("mm-{vpid}.img"), e))?;
     let inherited = match parent {
-        Some(p) => memory::Inherited {
-            ranges: memory::inherited_vmas(&img.mm, Some(&p.mm), files),
+        Some((p, ranges)) => memory::Inherited {
+            ranges,
             pagemap: &p.pagemap,
-            pages: map_pages(dir, p.pages_id),
+            pages: env.pages_map(p.pages_id),
         },
         None => memory::Inherited::none(),
     };
@@ -1121,12 +1213,14 @@ fn restore_memory(
         // Any syscall instruction will do; the vDSO's stays put for good.
         debug!("vdso at {start:#x}-{end:#x}");
     }
+    let image = ImageKind::Pages.file_name(Some(u64::from(img.pages_id)))?;
+    let mut fills = memory::PendingFills::new(pages_fd, image.clone());
     let pages = memory::PagesSource {
+        copier: &env.copier,
         fd: pages_fd,
-        image: ImageKind::Pages.file_name(Some(u64::from(img.pages_id)))?,
-        map: map_pages(dir, img.pages_id),
-        uffd: puppet_uffd(inj),
-        copy_cpus: cpus.to_vec(),
+        image,
+        map: env.pages_map(img.pages_id),
+        uffd: puppet_uffd(inj).map(Arc::new),
     };
     memory::restore_vmas(
         inj,
@@ -1137,6 +1231,7 @@ fn restore_memory(
         files,
         &inherited,
         PATH_OFF,
+        &mut fills,
     )
     .map_err(|e| {
         ctx(
@@ -1147,12 +1242,10 @@ fn restore_memory(
     })?;
     memory::restore_mm_fields(inj, &img.mm, exe_fd, PATH_OFF)
         .map_err(|e| ctx("mm fields", &format!("mm-{vpid}.img"), e))?;
-    inj.syscall("close pages", libc::SYS_close, &[pages_fd])?;
     if let Some(fd) = exe_fd {
         inj.syscall("close executable", libc::SYS_close, &[fd])?;
     }
-
-    Ok(())
+    Ok(fills)
 }
 
 /// Everything but the memory; the fds only when `fill_fds` (the first process of its fd
@@ -1436,6 +1529,42 @@ fn map_pages(dir: &Path, pages_id: u32) -> Option<cryo_sys::uffd::MappedFile> {
     let path = cryo_image::image_path(dir, ImageKind::Pages, Some(u64::from(pages_id))).ok()?;
     let f = std::fs::File::open(path).ok()?;
     cryo_sys::uffd::MappedFile::map(&f).ok()
+}
+
+impl PuppetEnv<'_> {
+    /// The VMAs of `img` that a puppet forked from the restored `parent` keeps
+    /// ([`memory::inherited_vmas`]); the pages images tell memory still shared from memory
+    /// that each mapped anew at the same place.
+    fn kept_from(&self, img: &TaskImages, parent: &TaskImages) -> Vec<(u64, u64)> {
+        let mine = self.pages_map(img.pages_id);
+        let theirs = self.pages_map(parent.pages_id);
+        memory::inherited_vmas(&img.mm, Some(&parent.mm), self.files, |v| {
+            match (&mine, &theirs) {
+                (Some(m), Some(t)) => {
+                    memory::shares_a_page((m, &img.pagemap), (t, &parent.pagemap), v.start, v.end)
+                }
+                _ => true,
+            }
+        })
+    }
+
+    /// Pages image `pages_id` mapped in cryo, once for the whole restore: a process's image is
+    /// read again by each of its children, to compare what they inherit.
+    fn pages_map(&self, pages_id: u32) -> Option<Arc<cryo_sys::uffd::MappedFile>> {
+        self.page_maps
+            .borrow_mut()
+            .entry(pages_id)
+            .or_insert_with(|| map_pages(self.dir, pages_id).map(Arc::new))
+            .clone()
+    }
+
+    /// Pages image `pages_id` is needed no more (its process and every child of it have their
+    /// memory): unmapped by a copier thread, once the copies from it are done.
+    fn drop_pages_map(&self, pages_id: u32) {
+        if let Some(Some(map)) = self.page_maps.borrow_mut().remove(&pages_id) {
+            self.copier.unmap(map);
+        }
+    }
 }
 
 /// A userfaultfd on the puppet's memory: created inside it, taken over by cryo (None when the

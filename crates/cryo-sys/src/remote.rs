@@ -59,6 +59,15 @@ impl RemoteTask {
     /// (a negative errno on failure). Changes whatever the syscall changes in the task; its
     /// registers are left at the syscall's exit until [`RemoteTask::restore_regs`].
     pub fn syscall_raw(&self, nr: i64, args: &[u64]) -> io::Result<i64> {
+        self.syscall_start(nr, args)?;
+        self.syscall_wait()
+    }
+
+    /// Start syscall `nr` in the task and let it run: the task does the work in the kernel, on
+    /// a CPU of its own, while the caller goes on with other tasks, until
+    /// [`RemoteTask::syscall_wait`] collects the result. Nothing else may be asked of the task
+    /// in between (it is running, not in a ptrace stop).
+    pub fn syscall_start(&self, nr: i64, args: &[u64]) -> io::Result<()> {
         let mut regs = self.base;
         regs.rip = self.syscall_ip.0;
         regs.rax = nr as u64;
@@ -72,8 +81,15 @@ impl RemoteTask {
         regs.r9 = a(5);
         ptrace::set_regs(self.pid, &regs)?;
         self.new_task.store(0, Ordering::Relaxed);
+        // To the syscall's entry stop, then on into it.
         self.step_to_syscall_stop()?;
-        self.step_to_syscall_stop()?;
+        ptrace::syscall(self.pid, 0)
+    }
+
+    /// Wait for the syscall started by [`RemoteTask::syscall_start`] to end and return its raw
+    /// result (a negative errno on failure).
+    pub fn syscall_wait(&self) -> io::Result<i64> {
+        self.wait_syscall_stop()?;
         let out = ptrace::get_regs(self.pid)?;
         Ok(out.rax as i64)
     }
@@ -110,6 +126,11 @@ impl RemoteTask {
 
     fn step_to_syscall_stop(&self) -> io::Result<()> {
         ptrace::syscall(self.pid, 0)?;
+        self.wait_syscall_stop()
+    }
+
+    /// Wait for the task, resumed with `PTRACE_SYSCALL`, to reach its next syscall stop.
+    fn wait_syscall_stop(&self) -> io::Result<()> {
         loop {
             match ptrace::wait(self.pid)? {
                 WaitStatus::Stopped {

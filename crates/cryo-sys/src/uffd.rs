@@ -125,7 +125,12 @@ impl Userfaultfd {
     }
 }
 
-/// A file mapped read-only into cryo (shared, pre-faulted), for copying from.
+/// `madvise` advice that faults pages in (Linux 5.14; newer than the installed headers'
+/// libc crate may know).
+const MADV_POPULATE_READ: libc::c_int = 22;
+
+/// A file mapped read-only into cryo (shared), for copying from. Its pages are faulted in by
+/// whoever reads them, or ahead with [`MappedFile::populate`].
 #[derive(Debug)]
 pub struct MappedFile {
     ptr: *mut libc::c_void,
@@ -150,7 +155,7 @@ impl MappedFile {
                 std::ptr::null_mut(),
                 len,
                 libc::PROT_READ,
-                libc::MAP_SHARED | libc::MAP_POPULATE,
+                libc::MAP_SHARED,
                 file.as_raw_fd(),
                 0,
             )
@@ -159,6 +164,26 @@ impl MappedFile {
             return Err(io::Error::last_os_error());
         }
         Ok(MappedFile { ptr, len })
+    }
+
+    /// Fault in `off..off+len` of the mapping ahead of a copy (one call instead of a fault
+    /// every few pages). Best effort: what fails is faulted in when read.
+    pub fn populate(&self, off: usize, len: usize) {
+        let page = crate::PAGE_SIZE as usize;
+        let start = off / page * page;
+        let end = off.saturating_add(len).min(self.len);
+        if start >= end {
+            return;
+        }
+        // SAFETY: the range lies inside the mapping owned by self; MADV_POPULATE_READ only
+        // faults pages in and changes no contents.
+        unsafe {
+            libc::madvise(
+                self.ptr.cast::<u8>().add(start).cast(),
+                end - start,
+                MADV_POPULATE_READ,
+            )
+        };
     }
 
     /// The mapped bytes.

@@ -492,6 +492,16 @@ struct RestoreRun {
 
 /// `cryo restore -d -D IMAGES --pidfile ... -o restore.log -v4` under a reaper.
 fn restore(s: &mut Scenario, images: &Path, label: &str) -> Res<RestoreRun> {
+    restore_with(s, images, label, &[])
+}
+
+/// [`restore`] with `env` added (after the fault variables of the test's own are removed).
+fn restore_with(
+    s: &mut Scenario,
+    images: &Path,
+    label: &str,
+    env: &[(&str, &str)],
+) -> Res<RestoreRun> {
     let records = s.dir.join(format!("reaper-{label}"));
     let pidfile = s.dir.join(format!("{label}.pid"));
     let log = s.dir.join(format!("{label}.out"));
@@ -501,7 +511,8 @@ fn restore(s: &mut Scenario, images: &Path, label: &str) -> Res<RestoreRun> {
         .arg(&pidfile)
         .args(["-o", "restore.log", "-v4"])
         .env_remove("CRYO_FAULT_INJECT")
-        .env_remove("CRYO_FAULT_PAUSE");
+        .env_remove("CRYO_FAULT_PAUSE")
+        .envs(env.iter().copied());
     s.note(format!("run {cmd:?}"));
     let reaper = cmd.spawn().map_err(|e| format!("start reaper: {e}"))?;
     s.reapers.push(reaper);
@@ -1673,4 +1684,46 @@ fn dump_of_a_vfork_parent() {
     let _ = top.wait();
     res.unwrap_or_else(|e| panic!("{e}"));
     let _ = fs::remove_dir_all(&dir);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 9. A page copy that fails at restore is read another way
+
+/// `CRYO_FAULT_INJECT=restore-copy` (test builds) fails every UFFDIO_COPY of the copier
+/// threads: the restore must read those VMAs with pread in the puppet instead, and the program
+/// find its memory as it was (heap_hash hashes a heap of many MiB, copied in several pieces).
+#[test]
+fn a_failed_page_copy_is_read_with_pread() {
+    let _serial = serial();
+    if !fault_injection_built("a_failed_page_copy_is_read_with_pread") {
+        return;
+    }
+    with_scenario("heap_hash", "copy-fallback", |s| {
+        let pid = s.pid;
+        let (images, out) = dump(s, "img", &[], &[])?;
+        if !out.status.success() {
+            return Err(format!("dump failed: {}", out.show()));
+        }
+        let child = s.child.as_mut().ok_or("no original")?;
+        wait_child_timeout(child, Duration::from_secs(30))?
+            .ok_or_else(|| format!("pid {pid} still runs after dump"))?;
+        s.child = None;
+        let run = restore_with(
+            s,
+            &images,
+            "restore",
+            &[("CRYO_FAULT_INJECT", "restore-copy")],
+        )?;
+        if !run.out.status.success() {
+            return Err(format!(
+                "restore with failing copies failed: {}",
+                run.out.show()
+            ));
+        }
+        let log = read_lossy(&images.join("restore.log"));
+        if !log.contains("reading with pread") {
+            return Err("the restore log never says it read a VMA with pread".into());
+        }
+        s.finish_restored(pid, &run.records)
+    });
 }
