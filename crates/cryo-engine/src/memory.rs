@@ -1971,6 +1971,60 @@ pub fn restore_mm_fields(
 mod tests {
     use super::*;
 
+    /// A pages image of `pages` (one byte value per page), mapped.
+    fn image_of(name: &str, pages: &[u8]) -> MappedFile {
+        let path = std::env::temp_dir().join(format!("cryo-{name}-{}", std::process::id()));
+        let bytes: Vec<u8> = pages
+            .iter()
+            .flat_map(|&b| std::iter::repeat_n(b, PAGE_SIZE as usize))
+            .collect();
+        std::fs::write(&path, bytes).expect("write image");
+        let f = File::open(&path).expect("open image");
+        let _ = std::fs::remove_file(&path);
+        MappedFile::map(&f).expect("map image")
+    }
+
+    #[test]
+    fn a_vma_shares_pages_only_where_the_images_agree() {
+        let pm = |vaddr: u64, n: u32| cryo_image::pagemap::pagemap_entry(vaddr, n, PE_PRESENT);
+        let (a, p) = (0x10000u64, PAGE_SIZE);
+        // The parent has pages 1, 2, 3 at a..a+3p.
+        let parent = image_of("parent", &[1, 2, 3]);
+        let parent_pm = [pm(a, 3)];
+        // Another page 2 at a+p, a page at a+3p the parent lacks: nothing shared.
+        let other = image_of("other", &[9, 4]);
+        let other_pm = [pm(a + p, 1), pm(a + 3 * p, 1)];
+        assert!(!shares_a_page(
+            (&other, &other_pm),
+            (&parent, &parent_pm),
+            a,
+            a + 4 * p
+        ));
+        // Page 3 still the parent's: shared.
+        let same = image_of("same", &[7, 3]);
+        let same_pm = [pm(a, 1), pm(a + 2 * p, 1)];
+        assert!(shares_a_page(
+            (&same, &same_pm),
+            (&parent, &parent_pm),
+            a,
+            a + 4 * p
+        ));
+        // Outside the VMA the agreement does not count.
+        assert!(!shares_a_page(
+            (&same, &same_pm),
+            (&parent, &parent_pm),
+            a,
+            a + 2 * p
+        ));
+        // Nothing of the parent's there: nothing to drop, inheriting costs nothing.
+        assert!(shares_a_page(
+            (&other, &other_pm),
+            (&parent, &parent_pm),
+            a + 3 * p,
+            a + 4 * p
+        ));
+    }
+
     #[test]
     fn vma_kinds() {
         let text = "7ffe000-7fff000 rw-p 00000000 00:00 0 [stack]\nVmFlags: rd wr mr mw me gd ac\n\
