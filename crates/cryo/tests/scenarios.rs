@@ -1063,6 +1063,7 @@ scenario_tests! {
     tree: "tree.c" => [plain, leave_running, iterations, new_pidns, pidns_init];
     cow: "cow.c" => [plain, leave_running, iterations, new_pidns];
     cow_file: "cow_file.c" => [plain, leave_running, iterations];
+    cow_file_deleted: "cow_file_deleted.c" => [plain, leave_running, iterations];
     shared_tables: "shared_tables.c" => [plain, leave_running, iterations];
     sessions: "sessions.c" => [plain, leave_running, iterations, new_pidns, pidns_init];
     open_files: "open_files.c" => [plain, leave_running, iterations];

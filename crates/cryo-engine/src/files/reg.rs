@@ -38,6 +38,11 @@ pub struct RegFiles {
     /// `files.img` entries (all kinds; only REG so far).
     pub entries: Vec<pb::FileEntry>,
     ghosts: Vec<Ghost>,
+    /// Dump: the ghost of each deleted file seen, by (device, inode): a file held by several
+    /// fds or processes is one ghost, so that it is one file again after restore (its
+    /// private mappings can stay shared between parent and child, and the image holds its
+    /// contents once).
+    ghost_of: HashMap<(u64, u64), u32>,
     /// `remap-fpath.img` entries.
     pub remaps: Vec<pb::RemapFilePathEntry>,
     next_id: u32,
@@ -117,7 +122,16 @@ impl RegFiles {
             }),
             ..Default::default()
         });
-        if deleted {
+        if let Some(&gid) = deleted
+            .then(|| self.ghost_of.get(&(meta.dev(), meta.ino())))
+            .flatten()
+        {
+            self.remaps.push(pb::RemapFilePathEntry {
+                orig_id: id,
+                remap_id: gid,
+                remap_type: Some(pb::RemapType::Ghost as i32),
+            });
+        } else if deleted {
             let mut data = Vec::new();
             std::fs::File::open(link_path)
                 .and_then(|mut f| f.read_to_end(&mut data))
@@ -127,6 +141,7 @@ impl RegFiles {
                     source,
                 })?;
             let gid = self.next_id();
+            self.ghost_of.insert((meta.dev(), meta.ino()), gid);
             let ts = |s: i64, ns: i64| pb::Timeval {
                 tv_sec: s as u64,
                 tv_usec: (ns / 1000) as u64,

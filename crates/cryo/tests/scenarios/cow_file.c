@@ -12,6 +12,10 @@
  * restore must keep them shared. Then both check every byte of both mappings: a page only the
  * parent changed after the fork must show the file in the child, and the reverse, and the file
  * itself must be unchanged.
+ *
+ * Built with COW_FILE_DELETED (cow_file_deleted.c), the file is unlinked once mapped and kept
+ * open: it must come back as one file (a ghost) for both mappings of both processes and the
+ * fd, and the pages must stay shared all the same.
  */
 #include "scenario.h"
 #include <sys/mman.h>
@@ -191,7 +195,13 @@ int main(void)
 	CHECK(rw != MAP_FAILED, "mmap rw: %s", strerror(errno));
 	ro = mmap(NULL, RO_PAGES * PG, PROT_READ, MAP_PRIVATE, fd, RO_OFF * PG);
 	CHECK(ro != MAP_FAILED, "mmap ro: %s", strerror(errno));
+#ifdef COW_FILE_DELETED
+	/* Only the fd and the mappings hold the file now. */
+	SYS(unlink(path));
+	int kept = fd;
+#else
 	close(fd);
+#endif
 
 	for (int i = 0; i < PAGES; i++)
 		if (before(i))
@@ -238,7 +248,11 @@ int main(void)
 	int st;
 	CHECK(waitpid(child, &st, 0) == child, "waitpid %d: %s", child, strerror(errno));
 	CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child: status %#x", st);
+#ifdef COW_FILE_DELETED
+	fd = kept;
+#else
 	fd = SYS(open(path, O_RDONLY | O_CLOEXEC));
+#endif
 	for (int i = 0; i < PAGES; i++) {
 		CHECK(pread(fd, page, PG, (off_t)(i * PG)) == (ssize_t)PG, "read %s", path);
 		CHECK(!differs(page, i, FILE_SALT), "the file changed at page %d", i);
