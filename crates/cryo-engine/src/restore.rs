@@ -659,6 +659,9 @@ struct TreeBuilder<'a, 'e> {
     groups: BTreeMap<u32, u32>,
     /// Images whose group could not be joined when they were created.
     deferred: Vec<usize>,
+    /// Sessions whose leader is gone, re-made so far: the parent whose children they were
+    /// re-made for.
+    remade_sessions: BTreeMap<u32, Pid>,
 }
 
 impl<'a, 'e> TreeBuilder<'a, 'e> {
@@ -695,6 +698,7 @@ impl<'a, 'e> TreeBuilder<'a, 'e> {
             pgid: Vec::new(),
             groups: BTreeMap::new(),
             deferred: Vec::new(),
+            remade_sessions: BTreeMap::new(),
         })
     }
 
@@ -915,6 +919,18 @@ impl<'a, 'e> TreeBuilder<'a, 'e> {
             return Err(Error::Unsupported(format!(
                 "pid {} in session {sess} while its parent {} is not",
                 self.imgs[members[0]].pstree.pid, self.puppets[k].vpid
+            )));
+        }
+        // One helper makes a session, and its members can only be forked below it: members
+        // under two parents that are not one below the other were made by tasks that have
+        // died since, whose history the images do not hold.
+        let parent_pid = self.puppets[k].vpid;
+        if let Some(first) = self.remade_sessions.insert(sess, parent_pid) {
+            return Err(Error::Unsupported(format!(
+                "re-making session {sess}, whose leader is gone, for members under pid {first} and \
+                 under pid {parent_pid} (pid {}): only the exited tasks that created them could, \
+                 and re-creating those",
+                self.imgs[members[0]].pstree.pid
             )));
         }
         debug!("re-making session {sess} whose leader is gone");
