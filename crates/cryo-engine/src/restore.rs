@@ -1159,6 +1159,9 @@ fn restore_memory(
     };
     let vdso = memory::restore_vdso(inj, &img.mm.vmas, temp_vdso)
         .map_err(|e| ctx("vdso", &format!("mm-{vpid}.img"), e))?;
+    let parent_thp_disabled = parent
+        .as_ref()
+        .is_some_and(|(p, _)| p.mm.thp_disabled == Some(true));
     let inherited = match parent {
         Some((p, ranges)) => memory::Inherited {
             ranges,
@@ -1225,6 +1228,23 @@ fn restore_memory(
         )?)
     };
     memory::unmap_all_but(inj, &keep)?;
+    // Before the memory is filled: it decides how the pages are faulted in. A forked puppet has
+    // its parent's setting, which may differ.
+    if let Some(disabled) = img.mm.thp_disabled {
+        if disabled || parent_thp_disabled {
+            inj.syscall(
+                "set THP disable",
+                libc::SYS_prctl,
+                &[
+                    libc::PR_SET_THP_DISABLE as u64,
+                    u64::from(disabled),
+                    0,
+                    0,
+                    0,
+                ],
+            )?;
+        }
+    }
     if let Some((start, end)) = vdso {
         // Any syscall instruction will do; the vDSO's stays put for good.
         debug!("vdso at {start:#x}-{end:#x}");

@@ -2,9 +2,10 @@
  * task_attrs: per-task attributes.
  * Setup: RLIMIT_NOFILE soft 512, RLIMIT_STACK soft 6 MiB / hard 64 MiB, RLIMIT_CORE 1 MiB /
  * 2 MiB; nice 5; umask 027; cwd CRYO_SCENARIO_TMP/subdir; personality ADDR_NO_RANDOMIZE|UNAME26;
- * comm "cryo-attrs"; oom_score_adj 123; session and process group leader (setsid when not
- * already one). After SIGTERM: every rlimit (all RLIM_NLIMITS of them), the nice value, the
- * umask, the cwd, the personality, comm, oom_score_adj, sid and pgid read as before READY.
+ * comm "cryo-attrs"; oom_score_adj 123; THP disabled (PR_SET_THP_DISABLE); session and process
+ * group leader (setsid when not already one). After SIGTERM: every rlimit (all RLIM_NLIMITS of
+ * them), the nice value, the umask, the cwd, the personality, comm, oom_score_adj, THP disable,
+ * sid and pgid read as before READY.
  */
 #include "scenario.h"
 #include <sys/personality.h>
@@ -21,6 +22,7 @@ struct attrs {
 	char comm[17];
 	char oom[16];
 	pid_t sid, pgid;
+	int thp_disabled;
 };
 
 static void read_attrs(struct attrs *a)
@@ -41,6 +43,7 @@ static void read_attrs(struct attrs *a)
 	a->oom[strcspn(a->oom, "\n")] = 0;
 	a->sid = getsid(0);
 	a->pgid = getpgid(0);
+	a->thp_disabled = SYS(prctl(PR_GET_THP_DISABLE, 0, 0, 0, 0));
 }
 
 int main(void)
@@ -64,6 +67,7 @@ int main(void)
 	SYS(chdir(dir));
 	SYS(personality(PER_LINUX | ADDR_NO_RANDOMIZE | UNAME26));
 	SYS(prctl(PR_SET_NAME, "cryo-attrs", 0, 0, 0));
+	SYS(prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0));
 	int fd = SYS(open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC));
 	CHECK(write(fd, "123", 3) == 3, "write oom_score_adj: %s", strerror(errno));
 	close(fd);
@@ -73,7 +77,7 @@ int main(void)
 	struct attrs before, after;
 	read_attrs(&before);
 	CHECK(before.nice == 5 && before.umask == 027 && before.rl[RLIMIT_NOFILE].rlim_cur == 512 &&
-		      before.sid == getpid(),
+		      before.sid == getpid() && before.thp_disabled == 1,
 	      "setup did not take");
 
 	ready();
@@ -99,5 +103,7 @@ int main(void)
 	      before.oom);
 	CHECK(after.sid == before.sid, "sid %d, expected %d", after.sid, before.sid);
 	CHECK(after.pgid == before.pgid, "pgid %d, expected %d", after.pgid, before.pgid);
+	CHECK(after.thp_disabled == before.thp_disabled, "THP disable %d, expected %d",
+	      after.thp_disabled, before.thp_disabled);
 	return pass();
 }
