@@ -1089,6 +1089,10 @@ fn dump_processes(
         complete_pages(&mut tree[i], w)?;
     }
     let shmem_pages = shmem.finish(dir)?;
+    info!(
+        "open files: {} kcmp calls to tell shared ones apart",
+        files.file_kcmp_calls
+    );
     files.write_images(dir)?;
     cryo_image::write_all_entries(dir, ImageKind::Pstree, None, &pstree)?;
     cryo_image::write_single(

@@ -38,17 +38,40 @@ pub enum KcmpType {
     Sysvsem = 6,
 }
 
-/// kcmp(2) of one kernel object of two tasks: `Equal` when they share it. The order of
-/// different objects is arbitrary but consistent while both exist, so it can sort them.
-pub fn kcmp(a: Pid, b: Pid, what: KcmpType) -> io::Result<std::cmp::Ordering> {
-    // SAFETY: the types compared here take two pids and no pointers.
-    let rc = check(unsafe { libc::syscall(libc::SYS_kcmp, a.0, b.0, what as libc::c_long, 0, 0) })?;
+/// kcmp's answer as an order.
+fn kcmp_order(rc: libc::c_long) -> io::Result<std::cmp::Ordering> {
     Ok(match rc {
         0 => std::cmp::Ordering::Equal,
         1 => std::cmp::Ordering::Less,
         2 => std::cmp::Ordering::Greater,
         _ => return Err(io::Error::other(format!("kcmp returned {rc}"))),
     })
+}
+
+/// kcmp(2) of one kernel object of two tasks: `Equal` when they share it. The order of
+/// different objects is arbitrary but consistent while both exist, so it can sort them.
+pub fn kcmp(a: Pid, b: Pid, what: KcmpType) -> io::Result<std::cmp::Ordering> {
+    // SAFETY: the types compared here take two pids and no pointers.
+    let rc = check(unsafe { libc::syscall(libc::SYS_kcmp, a.0, b.0, what as libc::c_long, 0, 0) })?;
+    kcmp_order(rc)
+}
+
+/// kcmp(2) of the open files (file descriptions) behind fd `fd_a` of `a` and fd `fd_b` of `b`
+/// (`KCMP_FILE`): `Equal` when both fds name one open file (dup, or inherited at fork).
+pub fn kcmp_files(a: Pid, fd_a: i32, b: Pid, fd_b: i32) -> io::Result<std::cmp::Ordering> {
+    const KCMP_FILE: libc::c_long = 0;
+    // SAFETY: KCMP_FILE takes two pids and two fd numbers, no pointers.
+    let rc = check(unsafe {
+        libc::syscall(
+            libc::SYS_kcmp,
+            a.0,
+            b.0,
+            KCMP_FILE,
+            libc::c_long::from(fd_a),
+            libc::c_long::from(fd_b),
+        )
+    })?;
+    kcmp_order(rc)
 }
 
 /// Whether `pid` exists (kill with signal 0; EPERM counts as existing).

@@ -1065,6 +1065,7 @@ scenario_tests! {
     cow_file: "cow_file.c" => [plain, leave_running, iterations];
     cow_file_deleted: "cow_file_deleted.c" => [plain, leave_running, iterations];
     shared_tables: "shared_tables.c" => [plain, leave_running, iterations];
+    shared_files: "shared_files.c" => [plain, leave_running, iterations, new_pidns, pidns_init];
     sessions: "sessions.c" => [plain, leave_running, iterations, new_pidns, pidns_init];
     open_files: "open_files.c" => [plain, leave_running, iterations];
     dead_leader: "dead_leader.c" => [plain, leave_running, iterations];

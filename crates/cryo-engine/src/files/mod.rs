@@ -7,11 +7,15 @@
 //!
 //! # Dump
 //! Every fd of /proc/PID/fd is classified by the target of its link and its fstat; its position
-//! and status flags come from /proc/PID/fdinfo/N. Each fd gets a file entry of its own.
+//! and status flags come from /proc/PID/fdinfo/N. Each fd gets a file entry of its own, but
+//! for regular files: fds that name one open file (dup, or inherited at fork; kcmp tells) share
+//! one entry, as they share one position and one set of flags.
 //!
 //! # Restore
 //! The puppet opens each file by path (or the re-created ghost file), seeks to the position and
-//! moves the fd to its number with dup3, close-on-exec as it was.
+//! moves the fd to its number with dup3, close-on-exec as it was. A regular file shared by
+//! several fds is opened once; the others get the same open file (a dup in the same process,
+//! pidfd_getfd from the process that has it in another).
 
 pub mod memfd;
 pub mod pipe;
@@ -220,7 +224,7 @@ pub fn dump_fds(pid: Pid, files: &mut RegFiles, shell_job: bool) -> Result<Vec<p
             )));
         }
         let status_flags = info.flags & !O_CLOEXEC;
-        let id = files.add(pid, &link_path, &link, status_flags, info.pos)?;
+        let id = files.add_fd(pid, fd, &link, status_flags, info.pos)?;
         out.push(pb::FdinfoEntry {
             id,
             flags: if info.flags & O_CLOEXEC != 0 {
@@ -249,7 +253,7 @@ pub fn restore_fds(
     files.memfds.apply_seals()?;
     for fi in fdinfos {
         let tmp = if fi.r#type == pb::FdTypes::Reg as i32 {
-            files.open_in(inj, fi.id, scratch_off)?
+            files.install_in(inj, fi.id, scratch_off)?
         } else if fi.r#type == pb::FdTypes::Pipe as i32 {
             let p = files
                 .entry(fi.id)
@@ -312,6 +316,9 @@ pub fn restore_fds(
                 libc::SYS_fcntl,
                 &[tmp, libc::F_SETFD as u64, u64::from(cloexec != 0)],
             )?;
+        }
+        if fi.r#type == pb::FdTypes::Reg as i32 {
+            files.installed_at(fi.id, inj.pid(), u64::from(fi.fd));
         }
     }
     Ok(())

@@ -12,16 +12,21 @@
 //! mappings and fds show the same name, marked deleted) or next to it otherwise, and unlinked
 //! when the restore ends. The puppet opens each file with its flags and seeks to its position.
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, TaskCtx};
 use crate::remote::Injector;
 use cryo_image::{pb, ImageKind};
 use cryo_sys::Pid;
+use std::cell::{OnceCell, RefCell};
 use std::collections::HashMap;
 use std::io::Read;
+use std::os::fd::AsFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 const DELETED_SUFFIX: &str = " (deleted)";
+
+/// What fds naming one open file have in common: device, inode, position, status flags.
+type OpenFileKey = (u64, u64, u64, u32);
 
 /// A deleted file's contents, waiting to be written as a ghost image.
 #[derive(Debug)]
@@ -43,6 +48,17 @@ pub struct RegFiles {
     /// private mappings can stay shared between parent and child, and the image holds its
     /// contents once).
     ghost_of: HashMap<(u64, u64), u32>,
+    /// Dump: the open files seen, by a cheap key (device, inode, position, flags), each with
+    /// one fd that holds it and its id: fds that name one open file (dup, or inherited at
+    /// fork) share its position and flags, and get one id (see [`RegFiles::add_fd`]).
+    open_files: HashMap<OpenFileKey, Vec<(Pid, i32, u32)>>,
+    /// kcmp calls made to tell open files apart.
+    pub file_kcmp_calls: u64,
+    /// Restore: where each open file was installed first (cryo's pid of the puppet, fd), for
+    /// the other fds that share it.
+    installed: RefCell<HashMap<u32, (Pid, u64)>>,
+    /// Restore: cryo's own pidfd, for handing a puppet an open file of another.
+    source: OnceCell<super::transfer::FdSource>,
     /// `remap-fpath.img` entries.
     pub remaps: Vec<pb::RemapFilePathEntry>,
     next_id: u32,
@@ -170,6 +186,35 @@ impl RegFiles {
         Ok(id)
     }
 
+    /// Add the open file behind fd `fd` of `pid` (see [`RegFiles::add`]), or, when another fd
+    /// seen so far names the same open file (kcmp), return that one's id: one entry, one
+    /// position and one set of flags for all of them, as the kernel has it.
+    pub fn add_fd(&mut self, pid: Pid, fd: i32, link: &str, flags: u32, pos: u64) -> Result<u32> {
+        let link_path = format!("/proc/{pid}/fd/{fd}");
+        let meta = std::fs::metadata(&link_path).map_err(|source| Error::Path {
+            what: "stat".into(),
+            path: link_path.clone(),
+            source,
+        })?;
+        let key = (meta.dev(), meta.ino(), pos, flags);
+        for &(other, other_fd, id) in self.open_files.get(&key).into_iter().flatten() {
+            self.file_kcmp_calls += 1;
+            let same = cryo_sys::task::kcmp_files(pid, fd, other, other_fd).map_err(|source| {
+                Error::Task {
+                    what: format!("compare fd {fd} with fd {other_fd} of pid {other} (kcmp)"),
+                    pid,
+                    source,
+                }
+            })?;
+            if same == std::cmp::Ordering::Equal {
+                return Ok(id);
+            }
+        }
+        let id = self.add(pid, &link_path, link, flags, pos)?;
+        self.open_files.entry(key).or_default().push((pid, fd, id));
+        Ok(id)
+    }
+
     /// Write `files.img`, the ghost images and `remap-fpath.img` into `dir`.
     pub fn write_images(&self, dir: &Path) -> Result<()> {
         // A socket pair half outside the tree is refused before anything is written.
@@ -265,6 +310,39 @@ impl RegFiles {
                 source: Box::new(e),
             }
         })
+    }
+
+    /// Install open file `id` in the puppet behind `inj`: opened the first time, and after
+    /// that the very same open file (one position, one set of flags), taken from the puppet
+    /// that has it. Returns the fd number; [`RegFiles::installed_at`] says where it ended up.
+    pub fn install_in(&self, inj: &Injector, id: u32, scratch_off: u64) -> Result<u64> {
+        let first = self.installed.borrow().get(&id).copied();
+        let Some((holder, fd)) = first else {
+            return self.open_in(inj, id, scratch_off);
+        };
+        if holder == inj.pid() {
+            return inj.syscall(
+                &format!("dup file {id}"),
+                libc::SYS_fcntl,
+                &[fd, libc::F_DUPFD_CLOEXEC as u64, 0],
+            );
+        }
+        let pidfd = cryo_sys::task::pidfd_open(holder).task_ctx("open a pidfd", holder)?;
+        let local = cryo_sys::task::pidfd_getfd(&pidfd, cryo_sys::RemoteFd(fd as i32))
+            .task_ctx(&format!("take file {id} (fd {fd})"), holder)?;
+        let source = match self.source.get() {
+            Some(s) => s,
+            None => {
+                let s = super::transfer::FdSource::new()?;
+                self.source.get_or_init(|| s)
+            }
+        };
+        source.install(inj, local.as_fd(), &format!("file {id}"), scratch_off)
+    }
+
+    /// Open file `id` is now at `fd` of puppet `pid`, if it was not somewhere already.
+    pub fn installed_at(&self, id: u32, pid: Pid, fd: u64) {
+        self.installed.borrow_mut().entry(id).or_insert((pid, fd));
     }
 
     /// Unlink the re-created ghost files (at the end of a restore, or after a failure).
