@@ -9,7 +9,7 @@
 //!   caught signal sets); kcmp runs only between processes whose pre-ids match;
 //! - kcmp's answer is an order, not just "equal or not", so within one pre-id the known
 //!   objects are kept sorted by it and a new process is placed by binary search: about
-//!   log2(k) calls among k objects instead of k.
+//!   log2(k) calls among k objects instead of k ([`KcmpSorted`], which open files use too).
 //!
 //! The pre-ids must be read while the tree is frozen and before cryo changes anything in it
 //! (the remote-syscall scratch mapping changes the mm's size, an image opened in a task its fd
@@ -75,36 +75,78 @@ fn pre_ids(pid: Pid) -> Result<[String; 4]> {
     Ok([vm, files, fs, sighand])
 }
 
-/// One kind of object: for each pre-id, the objects seen so far as (a process that has it,
-/// its id), sorted by kcmp's order.
-#[derive(Default)]
-struct Objects {
-    by_pre: HashMap<String, Vec<(Pid, u32)>>,
-    next_id: u32,
+/// Objects told apart by kcmp: for each cheap pre-id, the objects seen so far as (a holder
+/// of it, its id), sorted by kcmp's order, so that a new holder is placed by binary search.
+/// `H` names a holder (a process, or a process and an fd).
+#[derive(Debug)]
+pub struct KcmpSorted<K, H> {
+    by_pre: HashMap<K, Vec<(H, u32)>>,
 }
 
-impl Objects {
-    fn id_of(&mut self, pid: Pid, pre: String, what: KcmpType, calls: &mut u64) -> Result<u32> {
+impl<K, H> Default for KcmpSorted<K, H> {
+    fn default() -> Self {
+        KcmpSorted {
+            by_pre: HashMap::new(),
+        }
+    }
+}
+
+impl<K: std::hash::Hash + Eq, H: Copy> KcmpSorted<K, H> {
+    /// The id of the object `holder` has, whose pre-id is `pre`: a known one's if kcmp
+    /// (`cmp(known holder)`, the order of `holder`'s object against the known one's) finds it
+    /// equal, else `new_id()`, remembered. `calls` counts the kcmp calls.
+    pub fn id_of(
+        &mut self,
+        pre: K,
+        holder: H,
+        mut cmp: impl FnMut(H) -> Result<Ordering>,
+        new_id: impl FnOnce() -> Result<u32>,
+        calls: &mut u64,
+    ) -> Result<u32> {
         let known = self.by_pre.entry(pre).or_default();
-        // Binary search by kcmp; an error (the process vanished) is reported as such.
         let (mut lo, mut hi) = (0usize, known.len());
         while lo < hi {
             let mid = (lo + hi) / 2;
             *calls += 1;
-            let ord = kcmp(pid, known[mid].0, what).map_err(|source| Error::Task {
-                what: format!("compare {what:?} with pid {} (kcmp)", known[mid].0),
-                pid,
-                source,
-            })?;
-            match ord {
+            match cmp(known[mid].0)? {
                 Ordering::Equal => return Ok(known[mid].1),
                 Ordering::Less => hi = mid,
                 Ordering::Greater => lo = mid + 1,
             }
         }
-        self.next_id += 1;
-        known.insert(lo, (pid, self.next_id));
-        Ok(self.next_id)
+        let id = new_id()?;
+        known.insert(lo, (holder, id));
+        Ok(id)
+    }
+}
+
+/// One kind of object of [`KINDS`], numbered from 1.
+#[derive(Default)]
+struct Objects {
+    sorted: KcmpSorted<String, Pid>,
+    next_id: u32,
+}
+
+impl Objects {
+    fn id_of(&mut self, pid: Pid, pre: String, what: KcmpType, calls: &mut u64) -> Result<u32> {
+        let next = &mut self.next_id;
+        self.sorted.id_of(
+            pre,
+            pid,
+            // An error (the process vanished) is reported as such.
+            |other| {
+                kcmp(pid, other, what).map_err(|source| Error::Task {
+                    what: format!("compare {what:?} with pid {other} (kcmp)"),
+                    pid,
+                    source,
+                })
+            },
+            || {
+                *next += 1;
+                Ok(*next)
+            },
+            calls,
+        )
     }
 }
 

@@ -51,7 +51,7 @@ pub struct RegFiles {
     /// Dump: the open files seen, by a cheap key (device, inode, position, flags), each with
     /// one fd that holds it and its id: fds that name one open file (dup, or inherited at
     /// fork) share its position and flags, and get one id (see [`RegFiles::add_fd`]).
-    open_files: HashMap<OpenFileKey, Vec<(Pid, i32, u32)>>,
+    open_files: crate::kobj_ids::KcmpSorted<OpenFileKey, (Pid, i32)>,
     /// kcmp calls made to tell open files apart.
     pub file_kcmp_calls: u64,
     /// Restore: where each open file was installed first (cryo's pid of the puppet, fd), for
@@ -197,22 +197,24 @@ impl RegFiles {
             source,
         })?;
         let key = (meta.dev(), meta.ino(), pos, flags);
-        for &(other, other_fd, id) in self.open_files.get(&key).into_iter().flatten() {
-            self.file_kcmp_calls += 1;
-            let same = cryo_sys::task::kcmp_files(pid, fd, other, other_fd).map_err(|source| {
-                Error::Task {
+        let mut open_files = std::mem::take(&mut self.open_files);
+        let mut calls = 0;
+        let id = open_files.id_of(
+            key,
+            (pid, fd),
+            |(other, other_fd)| {
+                cryo_sys::task::kcmp_files(pid, fd, other, other_fd).map_err(|source| Error::Task {
                     what: format!("compare fd {fd} with fd {other_fd} of pid {other} (kcmp)"),
                     pid,
                     source,
-                }
-            })?;
-            if same == std::cmp::Ordering::Equal {
-                return Ok(id);
-            }
-        }
-        let id = self.add(pid, &link_path, link, flags, pos)?;
-        self.open_files.entry(key).or_default().push((pid, fd, id));
-        Ok(id)
+                })
+            },
+            || self.add(pid, &link_path, link, flags, pos),
+            &mut calls,
+        );
+        self.open_files = open_files;
+        self.file_kcmp_calls += calls;
+        id
     }
 
     /// Write `files.img`, the ghost images and `remap-fpath.img` into `dir`.
