@@ -137,6 +137,17 @@ pub fn pidfd_open(pid: Pid) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
+/// A pidfd of thread `tid`, leader or not (`PIDFD_THREAD`, Linux 6.9): the handle to a
+/// process whose leader has exited while its other threads run.
+pub fn pidfd_open_thread(tid: Pid) -> io::Result<OwnedFd> {
+    /// `PIDFD_THREAD` (include/uapi/linux/pidfd.h), which is `O_EXCL`.
+    const PIDFD_THREAD: libc::c_long = libc::O_EXCL as libc::c_long;
+    // SAFETY: integer arguments only.
+    let fd = check(unsafe { libc::syscall(libc::SYS_pidfd_open, tid.0, PIDFD_THREAD) })?;
+    // SAFETY: the kernel just returned this fd, owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
 /// A duplicate, in cryo, of the task's fd `fd` (pidfd_getfd(2)).
 pub fn pidfd_getfd(pidfd: &OwnedFd, fd: RemoteFd) -> io::Result<OwnedFd> {
     use std::os::fd::AsRawFd;

@@ -329,9 +329,7 @@ impl RegFiles {
                 &[fd, libc::F_DUPFD_CLOEXEC as u64, 0],
             );
         }
-        let pidfd = cryo_sys::task::pidfd_open(holder).task_ctx("open a pidfd", holder)?;
-        let local = cryo_sys::task::pidfd_getfd(&pidfd, cryo_sys::RemoteFd(fd as i32))
-            .task_ctx(&format!("take file {id} (fd {fd})"), holder)?;
+        let local = take_fd(holder, fd).task_ctx(&format!("take file {id} (fd {fd})"), holder)?;
         let source = match self.source.get() {
             Some(s) => s,
             None => {
@@ -353,6 +351,30 @@ impl RegFiles {
             let _ = std::fs::remove_file(p);
         }
     }
+}
+
+/// A duplicate in cryo of fd `fd` of process `pid`, taken through the leader or, once the
+/// leader has exited (as dumped) while the fd table lives on with the other threads, through
+/// one of them.
+fn take_fd(pid: Pid, fd: u64) -> std::io::Result<std::os::fd::OwnedFd> {
+    let remote = cryo_sys::RemoteFd(fd as i32);
+    let err = match cryo_sys::task::pidfd_open(pid)
+        .and_then(|pidfd| cryo_sys::task::pidfd_getfd(&pidfd, remote))
+    {
+        Ok(f) => return Ok(f),
+        Err(e) => e,
+    };
+    for tid in cryo_sys::procfs::read_threads(pid).unwrap_or_default() {
+        if tid == pid {
+            continue;
+        }
+        if let Ok(f) = cryo_sys::task::pidfd_open_thread(tid)
+            .and_then(|pidfd| cryo_sys::task::pidfd_getfd(&pidfd, remote))
+        {
+            return Ok(f);
+        }
+    }
+    Err(err)
 }
 
 /// Re-create ghost `gid` for the file once at `orig`: at that path if it is free, else beside

@@ -14,6 +14,11 @@
  * still blocks SIGTERM while the worker does not, the worker's own count went on, the memory
  * the dead leader wrote is intact. Then it ends the whole process with exit_group(0).
  *
+ * Before its leader exits, the child also opens a file at offset 123 and forks a grandchild,
+ * which shares that open file. After the restore the worker moves the file to 4567 and tells
+ * the grandchild, which must see 4567 (the restore hands it the open file the child has, taken
+ * through a live thread, the leader being gone); the worker waits for its verdict.
+ *
  * The parent checks the child is still its child with a dead leader, and that it ends with
  * status 0 and can be reaped (no one else holds on to its zombie leader).
  */
@@ -32,6 +37,9 @@ static volatile uint64_t ticks;
 static volatile uint64_t worker_count;
 static volatile pid_t ticker_tid, worker_tid;
 static int ready_fd = -1;
+/* The open file the child shares with the grandchild, and the pipe that wakes the grandchild. */
+static int shared_fd = -1, wake_fd = -1;
+static pid_t grandchild;
 
 static pid_t gettid_raw(void)
 {
@@ -123,15 +131,49 @@ static void *worker(void *arg)
 	      "static data written by the leader changed");
 	CHECK(count > 0 && count == worker_count, "worker's count %llu, in memory %llu",
 	      (unsigned long long)count, (unsigned long long)worker_count);
+	CHECK(lseek(shared_fd, 0, SEEK_CUR) == 123, "the shared file is at %lld, not 123",
+	      (long long)lseek(shared_fd, 0, SEEK_CUR));
+	CHECK(lseek(shared_fd, 4567, SEEK_SET) == 4567, "lseek: %s", strerror(errno));
+	CHECK(write(wake_fd, "w", 1) == 1, "wake the grandchild: %s", strerror(errno));
+	int ws = 0;
+	pid_t got;
+	while ((got = waitpid(grandchild, &ws, 0)) < 0 && errno == EINTR)
+		;
+	CHECK(got == grandchild && WIFEXITED(ws) && WEXITSTATUS(ws) == 0,
+	      "the grandchild (sharing the open file) ended with status %#x: %s", ws,
+	      WIFEXITED(ws) && WEXITSTATUS(ws) == 1 ? "it saw another offset" : "?");
 	status_line("INFO child %d: leader dead, %llu ticks, worker counted %llu", leader,
 		    (unsigned long long)ticks, (unsigned long long)count);
 	syscall(SYS_exit_group, 0);
 	return NULL;
 }
 
+/* The grandchild: once woken, the open file it shares with the child must be at 4567. */
+static void grandchild_main(int wake)
+{
+	char c;
+	while (read(wake, &c, 1) != 1)
+		if (errno != EINTR)
+			_exit(2);
+	_exit(lseek(shared_fd, 0, SEEK_CUR) == 4567 ? 0 : 1);
+}
+
 static void child_main(int fd)
 {
 	ready_fd = fd;
+	char path[512];
+	snprintf(path, sizeof(path), "%s/dead_leader.shared", scenario_tmp());
+	shared_fd = SYS(open(path, O_RDWR | O_CREAT | O_TRUNC, 0600));
+	CHECK(lseek(shared_fd, 123, SEEK_SET) == 123, "lseek: %s", strerror(errno));
+	int w[2];
+	SYS(pipe(w));
+	grandchild = SYS(fork());
+	if (grandchild == 0) {
+		close(w[1]);
+		grandchild_main(w[0]);
+	}
+	close(w[0]);
+	wake_fd = w[1];
 	uint64_t seed = 0xdead1eade;
 	heap_block = malloc(HEAP_WORDS * 8);
 	if (!heap_block)
