@@ -1792,25 +1792,31 @@ struct FillVma {
 /// run its own code before.
 pub struct PendingFills {
     vmas: Vec<FillVma>,
+    /// Where the copier threads answer: one answer per job.
     done_tx: mpsc::Sender<(u64, std::io::Result<()>)>,
     done_rx: mpsc::Receiver<(u64, std::io::Result<()>)>,
     uffd: Option<Arc<Userfaultfd>>,
-    /// The pages image open in the puppet (for pread where a copy fails), and its name.
-    pages_fd: u64,
+    /// The pages image (its path as the puppet opens it, for pread where a copy fails; it is
+    /// not kept open in the puppet meanwhile, where a process sharing its fd table could fork
+    /// it away), its name, and scratch space for the path.
+    pages_path: String,
     image: String,
+    scratch_off: u64,
 }
 
 impl PendingFills {
-    /// Nothing yet; `pages_fd` is the pages image open in the puppet, closed by `complete`.
-    pub fn new(pages_fd: u64, image: String) -> PendingFills {
+    /// Nothing yet. `pages_path` is the pages image, `image` its name for errors, and
+    /// `scratch_off` the scratch space `complete` may write the path to.
+    pub fn new(pages_path: String, image: String, scratch_off: u64) -> PendingFills {
         let (done_tx, done_rx) = mpsc::channel();
         PendingFills {
             vmas: Vec::new(),
             done_tx,
             done_rx,
             uffd: None,
-            pages_fd,
+            pages_path,
             image,
+            scratch_off,
         }
     }
 
@@ -1863,52 +1869,79 @@ impl PendingFills {
         });
     }
 
-    /// Wait for the copier, take the VMAs off the userfaultfd, read with pread what it could
-    /// not copy, and close the pages image in the puppet (`inj`).
+    /// Wait for the copier, take the VMAs off the userfaultfd, and read with pread, in the
+    /// puppet (`inj`), what it could not copy.
     pub fn complete(self, inj: &Injector) -> Result<()> {
         let pid = inj.pid();
-        let total: usize = self.vmas.iter().map(|v| v.jobs).sum();
+        let PendingFills {
+            vmas,
+            done_tx,
+            done_rx,
+            uffd,
+            pages_path,
+            image,
+            scratch_off,
+        } = self;
+        // Only the jobs hold senders now: an answer lost with a copier thread ends the wait.
+        drop(done_tx);
+        let total: usize = vmas.iter().map(|v| v.jobs).sum();
         let mut failed = BTreeMap::new();
         for _ in 0..total {
-            let (start, res) = self
-                .done_rx
+            let (start, res) = done_rx
                 .recv()
-                .map_err(|_| std::io::Error::other("the copier threads ended"))
+                .map_err(|_| std::io::Error::other("a copier thread ended without an answer"))
                 .task_ctx("copy pages (UFFDIO_COPY)", pid)?;
             if let Err(e) = res {
                 failed.entry(start).or_insert(e);
             }
         }
-        if let Some(uffd) = &self.uffd {
-            for v in &self.vmas {
+        if let Some(uffd) = &uffd {
+            for v in &vmas {
                 uffd.unregister(v.start, v.len)
                     .task_ctx("unregister memory from userfaultfd", pid)?;
             }
         }
-        for v in self.vmas.iter().filter(|v| failed.contains_key(&v.start)) {
-            debug!(
-                "UFFDIO_COPY of VMA {:#x}: {}; reading with pread",
-                v.start, failed[&v.start]
-            );
-            let protect = |prot: u32| {
-                inj.syscall(
-                    "protect a VMA",
-                    libc::SYS_mprotect,
-                    &[v.start, v.len, u64::from(prot)],
-                )
-            };
-            if v.fill_prot != v.prot {
-                protect(v.fill_prot)?;
-            }
-            for &(s, l, off) in &v.runs {
-                pread_all(inj, self.pages_fd, &self.image, s, l, off)?;
-            }
-            if v.fill_prot != v.prot {
-                protect(v.prot)?;
-            }
+        if failed.is_empty() {
+            return Ok(());
         }
-        inj.syscall("close pages", libc::SYS_close, &[self.pages_fd])?;
-        Ok(())
+        let at = inj.write_cstr(scratch_off, &pages_path)?;
+        let fd = inj.syscall(
+            &format!("open {pages_path}"),
+            libc::SYS_openat,
+            &[
+                libc::AT_FDCWD as u64,
+                at.0,
+                (libc::O_RDONLY | libc::O_CLOEXEC) as u64,
+                0,
+            ],
+        )?;
+        let res = (|| {
+            for v in vmas.iter().filter(|v| failed.contains_key(&v.start)) {
+                debug!(
+                    "UFFDIO_COPY of VMA {:#x}: {}; reading with pread",
+                    v.start, failed[&v.start]
+                );
+                let protect = |prot: u32| {
+                    inj.syscall(
+                        "protect a VMA",
+                        libc::SYS_mprotect,
+                        &[v.start, v.len, u64::from(prot)],
+                    )
+                };
+                if v.fill_prot != v.prot {
+                    protect(v.fill_prot)?;
+                }
+                for &(s, l, off) in &v.runs {
+                    pread_all(inj, fd, &image, s, l, off)?;
+                }
+                if v.fill_prot != v.prot {
+                    protect(v.prot)?;
+                }
+            }
+            Ok(())
+        })();
+        let closed = inj.syscall("close pages", libc::SYS_close, &[fd]);
+        res.and(closed.map(|_| ()))
     }
 }
 

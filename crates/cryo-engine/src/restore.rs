@@ -770,7 +770,11 @@ impl<'a, 'e> TreeBuilder<'a, 'e> {
                 .filter(|pe| pe.vaddr >= v.start && pe.vaddr < v.end)
                 .map(|pe| pe.nr_pages.unwrap_or(u64::from(pe.compat_nr_pages)))
                 .sum();
+            // Private memory only, the kind that is copied page by page at fork (and never
+            // VM_IO, which MADV_DOFORK refuses).
+            let private = memory::status::VMA_ANON_PRIVATE | memory::status::VMA_FILE_PRIVATE;
             if v.status & memory::status::VMA_AREA_REGULAR == 0
+                || v.status & private == 0
                 || v.status & (memory::status::VMA_AREA_VDSO | memory::status::VMA_AREA_VVAR) != 0
                 || v.madv.unwrap_or(0) & not_at_fork != 0
                 || pages < DONTFORK_MIN_PAGES
@@ -830,16 +834,22 @@ impl<'a, 'e> TreeBuilder<'a, 'e> {
             _ => Vec::new(),
         };
         let made = self.spawn(Pid(pid as i32), creator, flags);
+        // Every range is tried; the first failure is the one said.
+        let mut passed_on = Ok(0);
         if let Some(c) = creator {
             for &(start, end) in &not_copied {
-                self.inj(c).syscall(
+                let r = self.inj(c).syscall(
                     "pass memory on at fork again",
                     libc::SYS_madvise,
                     &[start, end - start, libc::MADV_DOFORK as u64],
-                )?;
+                );
+                if passed_on.is_ok() {
+                    passed_on = r;
+                }
             }
         }
         let k = made?;
+        passed_on?;
         self.slot[i] = Some(k);
         if creator.is_none() {
             // What the root inherited from cryo; its children inherit the clean state.
@@ -1159,9 +1169,12 @@ fn restore_memory(
     };
     let vdso = memory::restore_vdso(inj, &img.mm.vmas, temp_vdso)
         .map_err(|e| ctx("vdso", &format!("mm-{vpid}.img"), e))?;
-    let parent_thp_disabled = parent
-        .as_ref()
-        .is_some_and(|(p, _)| p.mm.thp_disabled == Some(true));
+    // Whether the THP setting the puppet has may be "disabled": a forked puppet has its
+    // parent's, the root cryo's own (not known here).
+    let inherited_thp_disabled = match &parent {
+        Some((p, _)) => p.mm.thp_disabled == Some(true),
+        None => true,
+    };
     let inherited = match parent {
         Some((p, ranges)) => memory::Inherited {
             ranges,
@@ -1180,26 +1193,28 @@ fn restore_memory(
     }
     keep.extend_from_slice(&inherited.ranges);
     keep.sort_unstable();
-    let open_image = |inj: &Injector, kind: ImageKind, id: u64| -> Result<u64> {
-        let path = cryo_image::image_path(dir, kind, Some(id))?;
-        let path = std::fs::canonicalize(&path).map_err(|source| Error::Path {
-            what: "resolve".into(),
-            path: path.display().to_string(),
-            source,
-        })?;
-        let p = inj.write_cstr(PATH_OFF, &path.display().to_string())?;
-        inj.syscall(
-            &format!("open {}", path.display()),
-            libc::SYS_openat,
-            &[
-                libc::AT_FDCWD as u64,
-                p.0,
-                (libc::O_RDONLY | libc::O_CLOEXEC) as u64,
-                0,
-            ],
-        )
+    let pages_path = {
+        let path = cryo_image::image_path(dir, ImageKind::Pages, Some(u64::from(img.pages_id)))?;
+        std::fs::canonicalize(&path)
+            .map_err(|source| Error::Path {
+                what: "resolve".into(),
+                path: path.display().to_string(),
+                source,
+            })?
+            .display()
+            .to_string()
     };
-    let pages_fd = open_image(inj, ImageKind::Pages, u64::from(img.pages_id))?;
+    let p = inj.write_cstr(PATH_OFF, &pages_path)?;
+    let pages_fd = inj.syscall(
+        &format!("open {pages_path}"),
+        libc::SYS_openat,
+        &[
+            libc::AT_FDCWD as u64,
+            p.0,
+            (libc::O_RDONLY | libc::O_CLOEXEC) as u64,
+            0,
+        ],
+    )?;
     let exe_path = files.open_path(img.mm.exe_file_id)?;
     // A forked puppet has its parent's executable already; it may well be the right one.
     let same_exe = {
@@ -1228,10 +1243,10 @@ fn restore_memory(
         )?)
     };
     memory::unmap_all_but(inj, &keep)?;
-    // Before the memory is filled: it decides how the pages are faulted in. A forked puppet has
-    // its parent's setting, which may differ.
+    // Before the memory is filled: it decides how the pages are faulted in. Set when it may
+    // differ from what the puppet has.
     if let Some(disabled) = img.mm.thp_disabled {
-        if disabled || parent_thp_disabled {
+        if disabled || inherited_thp_disabled {
             inj.syscall(
                 "set THP disable",
                 libc::SYS_prctl,
@@ -1250,7 +1265,7 @@ fn restore_memory(
         debug!("vdso at {start:#x}-{end:#x}");
     }
     let image = ImageKind::Pages.file_name(Some(u64::from(img.pages_id)))?;
-    let mut fills = memory::PendingFills::new(pages_fd, image.clone());
+    let mut fills = memory::PendingFills::new(pages_path, image.clone(), PATH_OFF);
     let pages = memory::PagesSource {
         copier: &env.copier,
         fd: pages_fd,
@@ -1278,6 +1293,9 @@ fn restore_memory(
     })?;
     memory::restore_mm_fields(inj, &img.mm, exe_fd, PATH_OFF)
         .map_err(|e| ctx("mm fields", &format!("mm-{vpid}.img"), e))?;
+    // Not kept open while the copier fills the memory: a process sharing this fd table could
+    // fork it into a child.
+    inj.syscall("close pages", libc::SYS_close, &[pages_fd])?;
     if let Some(fd) = exe_fd {
         inj.syscall("close executable", libc::SYS_close, &[fd])?;
     }

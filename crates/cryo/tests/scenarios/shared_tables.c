@@ -6,9 +6,12 @@
  * After SIGTERM the parent opens a new descriptor at fd 200, changes directory and sets a new
  * umask, then tells each child to look: `files` must see fd 200 (one table), `fs` must see the
  * new cwd and umask (one fs), and `own` must see none of it. Each child also checks that what
- * it had before the checkpoint (a pipe end at a known number) is still there.
+ * it had before the checkpoint (a pipe end at a known number) is still there, and `fs` and
+ * `own`, whose tables are their own, that they hold as many fds as before (nothing of the
+ * restore's own left in them: 51 or 52).
  */
 #include "scenario.h"
+#include <dirent.h>
 #include <sched.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -22,9 +25,24 @@ static const char *names[KINDS] = { "files", "fs", "own" };
 static int go[KINDS][2];
 static char newdir[512];
 
+/* The fds open in the calling process (the directory stream's own not counted). */
+static int count_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	if (!d)
+		return -1;
+	int n = 0;
+	struct dirent *e;
+	while ((e = readdir(d)))
+		n += e->d_name[0] != '.';
+	closedir(d);
+	return n - 1;
+}
+
 static int child(void *arg)
 {
 	enum kind k = (enum kind)(long)arg;
+	int fds_before = count_fds();
 	char c;
 	while (read(go[k][0], &c, 1) != 1)
 		if (errno != EINTR)
@@ -37,6 +55,8 @@ static int child(void *arg)
 	mode_t m = umask(0);
 	umask(m);
 	int sees_umask = m == NEW_UMASK;
+	if (k != FILES && count_fds() != fds_before)
+		return 50 + k;
 	switch (k) {
 	case FILES:
 		return sees_fd && !sees_cwd && !sees_umask ? 0 : 20 + sees_fd + 2 * sees_cwd + 4 * sees_umask;
