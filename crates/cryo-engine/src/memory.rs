@@ -1904,16 +1904,13 @@ impl PendingFills {
         if failed.is_empty() {
             return Ok(());
         }
-        let at = inj.write_cstr(scratch_off, &pages_path)?;
-        let fd = inj.syscall(
-            &format!("open {pages_path}"),
-            libc::SYS_openat,
-            &[
-                libc::AT_FDCWD as u64,
-                at.0,
-                (libc::O_RDONLY | libc::O_CLOEXEC) as u64,
-                0,
-            ],
+        let fd = crate::files::reopen_in(
+            inj,
+            &pages_path,
+            libc::O_RDONLY as u32,
+            0,
+            scratch_off,
+            &pages_path,
         )?;
         let res = (|| {
             for v in vmas.iter().filter(|v| failed.contains_key(&v.start)) {

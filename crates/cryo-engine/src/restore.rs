@@ -1204,16 +1204,13 @@ fn restore_memory(
             .display()
             .to_string()
     };
-    let p = inj.write_cstr(PATH_OFF, &pages_path)?;
-    let pages_fd = inj.syscall(
-        &format!("open {pages_path}"),
-        libc::SYS_openat,
-        &[
-            libc::AT_FDCWD as u64,
-            p.0,
-            (libc::O_RDONLY | libc::O_CLOEXEC) as u64,
-            0,
-        ],
+    let pages_fd = files::reopen_in(
+        inj,
+        &pages_path,
+        libc::O_RDONLY as u32,
+        0,
+        PATH_OFF,
+        &pages_path,
     )?;
     let exe_path = files.open_path(img.mm.exe_file_id)?;
     // A forked puppet has its parent's executable already; it may well be the right one.

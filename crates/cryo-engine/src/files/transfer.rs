@@ -38,16 +38,13 @@ impl FdSource {
         scratch_off: u64,
     ) -> Result<u64> {
         let path = format!("/proc/{}/fd/{}", std::process::id(), self.pidfd.as_raw_fd());
-        let at = inj.write_cstr(scratch_off, &path)?;
-        let pidfd = inj.syscall(
-            &format!("open a pidfd of cryo at {path} to take {what}"),
-            libc::SYS_openat,
-            &[
-                libc::AT_FDCWD as u64,
-                at.0,
-                (libc::O_RDONLY | libc::O_CLOEXEC) as u64,
-                0,
-            ],
+        let pidfd = super::reopen_in(
+            inj,
+            &path,
+            libc::O_RDONLY as u32,
+            0,
+            scratch_off,
+            &format!("a pidfd of cryo at {path} to take {what}"),
         )?;
         let got = inj.syscall(
             &format!("take {what} from cryo with pidfd_getfd"),
