@@ -240,18 +240,7 @@ fn seize_tree(
                 // waits for any: they stop together instead of one after another.
                 let leader_alone = proc.threads.is_empty() && new.first() == Some(&pid);
                 for &tid in new.iter().skip(usize::from(leader_alone)) {
-                    if pre.contains_key(&tid) {
-                        continue;
-                    }
-                    match Attached::attach_checked(tid) {
-                        Ok(a) => {
-                            pre.insert(tid, a);
-                        }
-                        // Ended meanwhile: seize_thread below says so again.
-                        Err(Error::Task { source, .. })
-                            if source.raw_os_error() == Some(libc::ESRCH) => {}
-                        Err(e) => return Err(e),
-                    }
+                    interrupt_early(tid, pre)?;
                 }
                 for tid in new {
                     let t = match proc.threads.first() {
@@ -293,21 +282,30 @@ fn seize_tree(
                 // Interrupted now, waited for when its turn comes: the children of a process
                 // stop together instead of one after another. (A zombie cannot be seized.)
                 let zombie = procfs::read_stat(c).map_or(true, |s| s.state == 'Z');
-                if !zombie && !pre.contains_key(&c) {
-                    match Attached::attach_checked(c) {
-                        Ok(a) => {
-                            pre.insert(c, a);
-                        }
-                        Err(Error::Task { source, .. })
-                            if source.raw_os_error() == Some(libc::ESRCH) => {}
-                        Err(e) => return Err(e),
-                    }
+                if !zombie {
+                    interrupt_early(c, pre)?;
                 }
                 queue.push(c);
             }
         }
     }
     Ok(())
+}
+
+/// Attach `tid` and interrupt it now, to be waited for later (into `pre`), unless it is there
+/// already. A task that ended meanwhile is no error here: seizing it says so again.
+fn interrupt_early(tid: Pid, pre: &mut BTreeMap<Pid, Attached>) -> Result<()> {
+    if pre.contains_key(&tid) {
+        return Ok(());
+    }
+    match Attached::attach_checked(tid) {
+        Ok(a) => {
+            pre.insert(tid, a);
+            Ok(())
+        }
+        Err(Error::Task { source, .. }) if source.raw_os_error() == Some(libc::ESRCH) => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 /// Seize a thread other than the leader (or wait for its stop, if it is in `pre`).

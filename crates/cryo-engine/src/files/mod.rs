@@ -209,7 +209,10 @@ pub fn dump_fds(pid: Pid, files: &mut RegFiles, shell_job: bool) -> Result<Vec<p
             }
             None => false,
         };
-        if !reopenable || !link.starts_with('/') {
+        let Some(stat) = meta
+            .as_ref()
+            .filter(|_| reopenable && link.starts_with('/'))
+        else {
             return Err(Error::Unsupported(format!(
                 "fd {fd} of pid {pid} ({link}): a {}",
                 if meta
@@ -222,9 +225,9 @@ pub fn dump_fds(pid: Pid, files: &mut RegFiles, shell_job: bool) -> Result<Vec<p
                     describe(&link, meta.as_ref())
                 }
             )));
-        }
+        };
         let status_flags = info.flags & !O_CLOEXEC;
-        let id = files.add_fd(pid, fd, &link, status_flags, info.pos)?;
+        let id = files.add_fd(pid, fd, &link, status_flags, info.pos, stat)?;
         out.push(pb::FdinfoEntry {
             id,
             flags: if info.flags & O_CLOEXEC != 0 {

@@ -109,6 +109,19 @@ impl RegFiles {
             path: link_path.to_string(),
             source,
         })?;
+        self.add_stat(pid, link_path, link, flags, pos, &meta)
+    }
+
+    /// [`RegFiles::add`] for a file whose stat is `meta` already.
+    fn add_stat(
+        &mut self,
+        pid: Pid,
+        link_path: &str,
+        link: &str,
+        flags: u32,
+        pos: u64,
+        meta: &std::fs::Metadata,
+    ) -> Result<u32> {
         let deleted = meta.nlink() == 0 && meta.is_file();
         let name = if deleted {
             link.strip_suffix(DELETED_SUFFIX).unwrap_or(link)
@@ -188,14 +201,18 @@ impl RegFiles {
 
     /// Add the open file behind fd `fd` of `pid` (see [`RegFiles::add`]), or, when another fd
     /// seen so far names the same open file (kcmp), return that one's id: one entry, one
-    /// position and one set of flags for all of them, as the kernel has it.
-    pub fn add_fd(&mut self, pid: Pid, fd: i32, link: &str, flags: u32, pos: u64) -> Result<u32> {
+    /// position and one set of flags for all of them, as the kernel has it. `meta` is the fd's
+    /// stat.
+    pub fn add_fd(
+        &mut self,
+        pid: Pid,
+        fd: i32,
+        link: &str,
+        flags: u32,
+        pos: u64,
+        meta: &std::fs::Metadata,
+    ) -> Result<u32> {
         let link_path = format!("/proc/{pid}/fd/{fd}");
-        let meta = std::fs::metadata(&link_path).map_err(|source| Error::Path {
-            what: "stat".into(),
-            path: link_path.clone(),
-            source,
-        })?;
         let key = (meta.dev(), meta.ino(), pos, flags);
         let mut open_files = std::mem::take(&mut self.open_files);
         let mut calls = 0;
@@ -209,7 +226,7 @@ impl RegFiles {
                     source,
                 })
             },
-            || self.add(pid, &link_path, link, flags, pos),
+            || self.add_stat(pid, &link_path, link, flags, pos, meta),
             &mut calls,
         );
         self.open_files = open_files;
