@@ -60,6 +60,7 @@ pub mod restore;
 pub mod signals;
 pub mod task_attrs;
 pub mod timers;
+pub mod tree_shape;
 
 pub use dump::dump;
 pub use error::Error;

@@ -21,6 +21,7 @@
 use crate::error::{Error, Result, TaskCtx};
 use crate::files::{self, reg::RegFiles};
 use crate::remote::Injector;
+use crate::tree_shape::{self, Birth, Node, Step};
 use crate::{cpu, creds, memory, signals, task_attrs, timers, RestoreOptions, Restored};
 use cryo_image::{pb, ImageKind};
 use cryo_sys::ptrace::{self, WaitStatus};
@@ -581,11 +582,7 @@ fn restore_tree(imgs: &[TaskImages], env: &PuppetEnv, puppets: &mut Vec<Puppet>)
     //    their parent once its memory is restored, so that they inherit it copy-on-write;
     //    sessions and groups as dumped (see `TreeBuilder`). Zombies die last.
     let mut b = TreeBuilder::new(imgs, env, &shm, puppets)?;
-    // Several roots (ppid 0, `dump --cgroup`): each is a child of cryo, as the first is.
-    for i in (0..imgs.len()).filter(|&i| i == 0 || imgs[i].pstree.ppid == 0) {
-        b.create(i, None, None)?;
-    }
-    b.join_deferred_groups()?;
+    b.build()?;
     let slot = b.slot;
     // Every process's memory is all there before anything of it runs.
     for p in puppets.iter_mut() {
@@ -634,12 +631,13 @@ fn restore_tree(imgs: &[TaskImages], env: &PuppetEnv, puppets: &mut Vec<Puppet>)
 
 /// Phase 1: creates the processes so that each ends up with its dumped parent, session and
 /// process group, which the kernel only lets a process inherit at fork, set for itself with
-/// setsid/setpgid, or join while the group exists:
-/// - a session leader forks the children that stay in the session it was born in before it
-///   calls setsid (a process that left its parent's session after forking);
-/// - a session whose leader is gone (CRIU's W33) is re-made by a helper at the leader's PID:
-///   forked by the dumped parent of the session's members, made a subreaper for the time, it
-///   calls setsid, forks the members and exits, and the members are adopted by their parent;
+/// setsid/setpgid, or join while the group exists. `tree_shape` plans where each process is
+/// born; here the plan is carried out:
+/// - a process is forked by its parent, by a helper that re-makes a session whose leader is
+///   gone (at the leader's PID, with CLONE_PARENT so that the parent gets it), or by an extra
+///   helper whose exit moves it up to its parent (a subreaper for that moment), once every
+///   process exists;
+/// - a session leader forks what is born in the session it was born in before it calls setsid;
 /// - a process group is joined once it exists; a group whose leader is gone is re-made by a
 ///   helper at the leader's PID, forked by one of its members, that lives until every member
 ///   has joined.
@@ -648,10 +646,13 @@ struct TreeBuilder<'a, 'e> {
     env: &'a PuppetEnv<'e>,
     shm: &'a memory::SharedAnon,
     puppets: &'a mut Vec<Puppet>,
+    shape: tree_shape::Shape,
     /// For each image, its puppet (index in `puppets`).
     slot: Vec<Option<usize>>,
-    /// For each image, its children (image indices).
-    children: Vec<Vec<usize>>,
+    /// For each session helper of the plan, its puppet.
+    helper_slot: Vec<Option<usize>>,
+    /// For each puppet, the image whose memory it holds (what its children inherit).
+    holds: Vec<Option<usize>>,
     /// Session and group of each puppet now.
     sid: Vec<u32>,
     pgid: Vec<u32>,
@@ -659,9 +660,12 @@ struct TreeBuilder<'a, 'e> {
     groups: BTreeMap<u32, u32>,
     /// Images whose group could not be joined when they were created.
     deferred: Vec<usize>,
-    /// Sessions whose leader is gone, re-made so far: the parent whose children they were
-    /// re-made for.
-    remade_sessions: BTreeMap<u32, Pid>,
+    /// Processes to move up to their parent, in the order made: (image, the helper that
+    /// forked it).
+    lifts: Vec<(usize, usize)>,
+    /// The next PID tried for a lifting helper: above every PID, session and group of the
+    /// images, so that none is taken from a process made later.
+    next_helper_pid: u32,
 }
 
 impl<'a, 'e> TreeBuilder<'a, 'e> {
@@ -671,39 +675,106 @@ impl<'a, 'e> TreeBuilder<'a, 'e> {
         shm: &'a memory::SharedAnon,
         puppets: &'a mut Vec<Puppet>,
     ) -> Result<Self> {
-        let mut children = vec![Vec::new(); imgs.len()];
-        for (i, t) in imgs.iter().enumerate().skip(1) {
-            if t.pstree.ppid == 0 {
-                continue; // another root
-            }
-            let parent = imgs
-                .iter()
-                .position(|p| p.pstree.pid == t.pstree.ppid)
-                .ok_or_else(|| {
-                    bad(
-                        "pstree.img",
-                        format!("no parent {} for {}", t.pstree.ppid, t.pstree.pid),
-                    )
-                })?;
-            children[parent].push(i);
+        let mut members = Vec::with_capacity(imgs.len());
+        for (i, t) in imgs.iter().enumerate() {
+            // The first image and every other with ppid 0 are roots, made by cryo.
+            let parent = if i == 0 || t.pstree.ppid == 0 {
+                None
+            } else {
+                let p = imgs
+                    .iter()
+                    .position(|p| p.pstree.pid == t.pstree.ppid)
+                    .ok_or_else(|| {
+                        bad(
+                            "pstree.img",
+                            format!("no parent {} for {}", t.pstree.ppid, t.pstree.pid),
+                        )
+                    })?;
+                Some(p)
+            };
+            members.push(tree_shape::Member {
+                pid: t.pstree.pid,
+                parent,
+                sid: t.pstree.sid,
+            });
         }
+        // Where the roots start: cryo's session, or none as the init of a new pid namespace.
+        let start_sid = if env.own_pidns {
+            0
+        } else {
+            procfs::read_stat(Pid(std::process::id() as i32))?.session as u32
+        };
+        let shape = tree_shape::plan(&members, start_sid).map_err(Error::Unsupported)?;
+        let next_helper_pid = imgs
+            .iter()
+            .flat_map(|t| [t.pstree.pid, t.pstree.sid, t.pstree.pgid])
+            .max()
+            .unwrap_or(0)
+            + 1;
         Ok(TreeBuilder {
             imgs,
             env,
             shm,
             puppets,
+            helper_slot: vec![None; shape.helpers.len()],
+            shape,
             slot: vec![None; imgs.len()],
-            children,
+            holds: Vec::new(),
             sid: Vec::new(),
             pgid: Vec::new(),
             groups: BTreeMap::new(),
             deferred: Vec::new(),
-            remade_sessions: BTreeMap::new(),
+            lifts: Vec::new(),
+            next_helper_pid,
         })
     }
 
+    /// Make the tree as planned: every process, then the moves to parents, then the groups.
+    fn build(&mut self) -> Result<()> {
+        for step in self.shape.steps() {
+            match step {
+                Step::Make(Node::Proc(i)) => self.create(i)?,
+                Step::Make(Node::Helper(h)) => self.make_session_helper(h)?,
+                Step::Setsid(node) => self.setsid(node)?,
+                // Every child has compared its memory with this image.
+                Step::Done(Node::Proc(i)) => self.env.drop_pages_map(self.imgs[i].pages_id),
+                Step::Done(Node::Helper(_)) => {}
+            }
+        }
+        self.lift_to_parents()?;
+        // The session helpers have no children left: each is reaped by the process it is
+        // under.
+        for h in 0..self.shape.helpers.len() {
+            let (Some(k), Node::Proc(under)) = (self.helper_slot[h], self.shape.helpers[h].under)
+            else {
+                return Err(bad("pstree.img", "a session helper was not made"));
+            };
+            let reaper = self.puppet_of(under)?;
+            let sess = self.shape.helpers[h].sid;
+            self.end_helper(k, reaper)?;
+            // The helper's group lives on only if a member is in it.
+            if !self.live_in_group(sess) {
+                self.groups.remove(&sess);
+            }
+        }
+        self.join_deferred_groups()
+    }
+
+    fn puppet_of(&self, i: usize) -> Result<usize> {
+        self.slot[i].ok_or_else(|| bad("pstree.img", "a process was not created"))
+    }
+
+    fn puppet_of_node(&self, n: Node) -> Result<usize> {
+        match n {
+            Node::Proc(i) => self.puppet_of(i),
+            Node::Helper(h) => self.helper_slot[h]
+                .ok_or_else(|| bad("pstree.img", "a session helper was not made")),
+        }
+    }
+
     /// Create a task at `pid`: by `creator` (a puppet) with a remote clone3, or by cryo.
-    /// Returns its puppet index; it starts in its creator's session and group.
+    /// Returns its puppet index; it starts in its creator's session and group (with
+    /// CLONE_PARENT, as a child of the creator's parent).
     fn spawn(&mut self, pid: Pid, creator: Option<usize>, flags: u64) -> Result<usize> {
         let in_use = |source: std::io::Error| {
             let what = if source.raw_os_error() == Some(libc::EEXIST) {
@@ -732,11 +803,18 @@ impl<'a, 'e> TreeBuilder<'a, 'e> {
             Some(k) => {
                 // A child inherits the memory: all of it must be there.
                 finish_fills(&mut self.puppets[k])?;
-                let c = remote_clone(&self.puppets[k].inj, pid, flags, libc::SIGCHLD as u64, 0)
-                    .map_err(|e| match e {
+                // With CLONE_PARENT the exit signal is the creator's (SIGCHLD); clone3 wants 0.
+                let exit_signal = if flags & libc::CLONE_PARENT as u64 != 0 {
+                    0
+                } else {
+                    libc::SIGCHLD as u64
+                };
+                let c = remote_clone(&self.puppets[k].inj, pid, flags, exit_signal, 0).map_err(
+                    |e| match e {
                         Error::Task { source, .. } => in_use(source),
                         e => e,
-                    })?;
+                    },
+                )?;
                 (c, self.sid[k], self.pgid[k])
             }
         };
@@ -749,7 +827,24 @@ impl<'a, 'e> TreeBuilder<'a, 'e> {
         self.puppets.push(p);
         self.sid.push(sid);
         self.pgid.push(pgid);
+        self.holds.push(creator.and_then(|k| self.holds[k]));
         Ok(self.puppets.len() - 1)
+    }
+
+    /// A helper forked by `creator` at a PID no process of the images has (the first free
+    /// one above them).
+    fn spawn_helper(&mut self, creator: usize) -> Result<usize> {
+        for _ in 0..1000 {
+            let pid = Pid(self.next_helper_pid as i32);
+            self.next_helper_pid += 1;
+            match self.spawn(pid, Some(creator), 0) {
+                Err(Error::Task { source, .. }) if source.raw_os_error() == Some(libc::EEXIST) => {}
+                r => return r,
+            }
+        }
+        Err(Error::Unsupported(
+            "no free pid found for a helper that moves a process to its parent".into(),
+        ))
     }
 
     fn inj(&self, k: usize) -> &Injector {
@@ -798,30 +893,36 @@ impl<'a, 'e> TreeBuilder<'a, 'e> {
         marked
     }
 
-    /// Create image `i` and its subtree. `creator` is its parent's puppet or a helper forked
-    /// by the parent; `inherit` the mm image whose memory the creator holds.
-    fn create(
-        &mut self,
-        i: usize,
-        creator: Option<usize>,
-        inherit: Option<&'a TaskImages>,
-    ) -> Result<()> {
+    /// Create image `i` as the plan says: by cryo, its parent, a session helper, or a lifting
+    /// helper forked by its creator.
+    fn create(&mut self, i: usize) -> Result<()> {
         let imgs = self.imgs;
         let img = &imgs[i];
         let pid = img.pstree.pid;
-        let by_parent = creator.is_some_and(|k| self.puppets[k].vpid.0 as u32 == img.pstree.ppid);
+        let birth = self.shape.birth(i);
+        let creator = match self.shape.creator(i) {
+            None => None,
+            Some(n) => Some(self.puppet_of_node(n)?),
+        };
         let flags = if img.zombie.is_some() || creator.is_none() {
             0
         } else {
             let f = shared_with_parent(imgs, i)?;
-            if f != 0 && !by_parent {
+            if f != 0 && birth != Birth::ByParent {
                 return Err(Error::Unsupported(format!(
                     "pid {pid} sharing kernel objects (fd table, fs, address space) with its \
-                     parent, in a session whose leader is gone"
+                     parent, while it must be born away from it to get its session"
                 )));
             }
             f
         };
+        let (creator, flags) = match (birth, creator) {
+            (Birth::CloneParent, c) => (c, flags | libc::CLONE_PARENT as u64),
+            (Birth::Lifted, Some(c)) => (Some(self.spawn_helper(c)?), flags),
+            (_, c) => (c, flags),
+        };
+        let inherit: Option<&'a TaskImages> = creator.and_then(|c| self.holds[c]).map(|h| &imgs[h]);
+        let by_parent = birth == Birth::ByParent;
         let restores_memory = img.zombie.is_none() && flags & libc::CLONE_VM as u64 == 0;
         let kept = match inherit {
             Some(p) if restores_memory => self.env.kept_from(img, p),
@@ -851,6 +952,11 @@ impl<'a, 'e> TreeBuilder<'a, 'e> {
         let k = made?;
         passed_on?;
         self.slot[i] = Some(k);
+        if birth == Birth::Lifted {
+            if let Some(lh) = creator {
+                self.lifts.push((i, lh));
+            }
+        }
         if creator.is_none() {
             // What the root inherited from cryo; its children inherit the clean state.
             self.inj(k).syscall(
@@ -865,28 +971,10 @@ impl<'a, 'e> TreeBuilder<'a, 'e> {
             let parent = inherit.map(|p| (p, kept));
             let fills = restore_memory(&self.puppets[k], img, parent, self.env, self.shm)?;
             self.puppets[k].fills = Some(fills);
+            self.holds[k] = Some(i);
         }
-        let born_in = self.sid[k];
-        let kids = self.children[i].clone();
-        let mut later = Vec::new();
-        if img.pstree.sid == pid {
-            // Children that stayed in the session this process was born in, or have
-            // descendants that did, were forked before it left: they come first.
-            for &c in &kids {
-                if self.subtree_has_sid(c, born_in) {
-                    self.create(c, Some(k), Some(img))?;
-                } else {
-                    later.push(c);
-                }
-            }
-            self.inj(k)
-                .syscall("create session", libc::SYS_setsid, &[])?;
-            self.sid[k] = pid;
-            self.pgid[k] = pid;
-            self.groups.insert(pid, pid);
-        } else {
-            later = kids;
-            if born_in != img.pstree.sid && (creator.is_some() || !self.env.opts.shell_job) {
+        if img.pstree.sid != pid {
+            if self.sid[k] != img.pstree.sid && (creator.is_some() || !self.env.opts.shell_job) {
                 return Err(Error::Unsupported(format!(
                     "restoring pid {pid} into session {} from outside it{}",
                     img.pstree.sid,
@@ -897,83 +985,89 @@ impl<'a, 'e> TreeBuilder<'a, 'e> {
                     }
                 )));
             }
+            // A leader joins its group once it has its session.
+            self.join_group(i, k)?;
         }
-        self.join_group(i, k)?;
-        // The rest of the children; members of sessions whose leader is gone, by session.
-        let mut orphaned: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
-        for c in later {
-            let cs = imgs[c].pstree.sid;
-            if cs == imgs[c].pstree.pid || cs == self.sid[k] {
-                self.create(c, Some(k), Some(img))?;
-            } else {
-                orphaned.entry(cs).or_default().push(c);
-            }
-        }
-        for (sess, members) in orphaned {
-            self.recreate_session(k, img, sess, &members)?;
-        }
-        // Every child has compared its memory with this image.
-        self.env.drop_pages_map(img.pages_id);
         Ok(())
     }
 
-    /// W33: members of session `sess`, whose leader is gone, children of puppet `k`.
-    fn recreate_session(
-        &mut self,
-        k: usize,
-        parent: &'a TaskImages,
-        sess: u32,
-        members: &[usize],
-    ) -> Result<()> {
-        if self.imgs.iter().any(|t| t.pstree.pid == sess) {
-            return Err(Error::Unsupported(format!(
-                "pid {} in session {sess} while its parent {} is not",
-                self.imgs[members[0]].pstree.pid, self.puppets[k].vpid
-            )));
-        }
-        // One helper makes a session, and its members can only be forked below it: members
-        // under two parents that are not one below the other were made by tasks that have
-        // died since, whose history the images do not hold.
-        let parent_pid = self.puppets[k].vpid;
-        if let Some(first) = self.remade_sessions.insert(sess, parent_pid) {
-            return Err(Error::Unsupported(format!(
-                "re-making session {sess}, whose leader is gone, for members under pid {first} and \
-                 under pid {parent_pid} (pid {}): only the exited tasks that created them could, \
-                 and re-creating those",
-                self.imgs[members[0]].pstree.pid
-            )));
-        }
-        debug!("re-making session {sess} whose leader is gone");
-        // A subreaper before the helper is forked, so the helper's orphans come back here.
-        self.inj(k).syscall(
-            "become a subreaper",
-            libc::SYS_prctl,
-            &[libc::PR_SET_CHILD_SUBREAPER as u64, 1, 0, 0, 0],
-        )?;
-        let h = self.spawn(Pid(sess as i32), Some(k), 0)?;
-        self.inj(h)
+    /// A helper at the PID of the exited leader of a session, forked by the process it is
+    /// under (it calls setsid next).
+    fn make_session_helper(&mut self, h: usize) -> Result<()> {
+        let s = self.shape.helpers[h];
+        debug!("re-making session {} whose leader is gone", s.sid);
+        let creator = self.puppet_of_node(s.under)?;
+        let k = self.spawn(Pid(s.sid as i32), Some(creator), 0)?;
+        self.helper_slot[h] = Some(k);
+        Ok(())
+    }
+
+    fn setsid(&mut self, node: Node) -> Result<()> {
+        let k = self.puppet_of_node(node)?;
+        self.inj(k)
             .syscall("create session", libc::SYS_setsid, &[])?;
-        self.sid[h] = sess;
-        self.pgid[h] = sess;
-        self.groups.insert(sess, sess);
-        for &c in members {
-            self.create(c, Some(h), Some(parent))?;
-        }
-        self.end_helper(h, k)?;
-        // The helper's group lives on only if a member is in it.
-        if !self.live_in_group(sess) {
-            self.groups.remove(&sess);
+        let sid = self.puppets[k].vpid.0 as u32;
+        self.sid[k] = sid;
+        self.pgid[k] = sid;
+        self.groups.insert(sid, sid);
+        if let Node::Proc(i) = node {
+            self.join_group(i, k)?;
         }
         Ok(())
     }
 
-    /// Whether image `i` or a descendant is in session `sid` without leading it.
-    fn subtree_has_sid(&self, i: usize, sid: u32) -> bool {
-        let p = &self.imgs[i].pstree;
-        (p.sid == sid && p.pid != sid)
-            || self.children[i]
+    /// Move each process born away from its parent up to it, the last born first (so that a
+    /// process moves before any process it was born below): its parent becomes a subreaper
+    /// for the moment, and the helper that forked it exits.
+    fn lift_to_parents(&mut self) -> Result<()> {
+        let imgs = self.imgs;
+        for (i, lh) in std::mem::take(&mut self.lifts).into_iter().rev() {
+            let Some(parent) = imgs
                 .iter()
-                .any(|&c| self.subtree_has_sid(c, sid))
+                .position(|t| t.pstree.pid == imgs[i].pstree.ppid)
+            else {
+                return Err(bad(
+                    "pstree.img",
+                    format!("no parent for {}", imgs[i].pstree.pid),
+                ));
+            };
+            let target = self.puppet_of(parent)?;
+            let Some(creator) = self.shape.creator(i) else {
+                return Err(bad("pstree.img", "a root to move"));
+            };
+            let reaper = self.puppet_of_node(creator)?;
+            debug!(
+                "moving pid {} up to its parent {}",
+                imgs[i].pstree.pid, imgs[parent].pstree.pid
+            );
+            self.set_subreaper(target, true)?;
+            self.end_helper(lh, reaper)?;
+            let k = self.puppet_of(i)?;
+            let now = procfs::read_stat(self.puppets[k].pid)?.ppid;
+            if now != self.puppets[target].pid.0 {
+                return Err(Error::Task {
+                    what: format!("move to parent {}", imgs[parent].pstree.pid),
+                    pid: self.puppets[k].vpid,
+                    source: std::io::Error::other(format!("its parent is pid {now} of cryo's")),
+                });
+            }
+            self.set_subreaper(target, false)?;
+        }
+        Ok(())
+    }
+
+    /// The dumped subreaper bit is set again in phase 2; this one is for the moves only.
+    fn set_subreaper(&self, k: usize, on: bool) -> Result<()> {
+        self.inj(k).syscall(
+            if on {
+                "become a subreaper"
+            } else {
+                "stop being a subreaper"
+            },
+            libc::SYS_prctl,
+            &[libc::PR_SET_CHILD_SUBREAPER as u64, u64::from(on), 0, 0, 0],
+        )?;
+        Ok(())
     }
 
     fn live_in_group(&self, g: u32) -> bool {

@@ -1067,6 +1067,7 @@ scenario_tests! {
     shared_tables: "shared_tables.c" => [plain, leave_running, iterations];
     shared_files: "shared_files.c" => [plain, leave_running, iterations, new_pidns, pidns_init];
     sessions: "sessions.c" => [plain, leave_running, iterations, new_pidns, pidns_init];
+    session_history: "session_history.c" => [plain, leave_running, iterations, new_pidns];
     open_files: "open_files.c" => [plain, leave_running, iterations];
     dead_leader: "dead_leader.c" => [plain, leave_running, iterations];
     unix_sockets: "unix_sockets.c" => [plain, leave_running, iterations, new_pidns, pidns_init];
@@ -1250,6 +1251,31 @@ mod tamper {
     fn timers_notices_a_fired_timer() {
         // SIGUSR1 is what the POSIX timer would send.
         expect_tamper_fails(&TIMERS, |pid, _| send_signal(pid, "USR1"));
+    }
+
+    static SESSION_HISTORY: Spec = Spec {
+        name: "session_history",
+        source: "session_history.c",
+        args: &[],
+    };
+
+    #[test]
+    fn session_history_notices_a_process_that_died() {
+        // The root's newest child dies: a zombie now, with its children moved to the root.
+        expect_tamper_fails(&SESSION_HISTORY, |pid, _| {
+            let path = format!("/proc/{pid}/task/{pid}/children");
+            let kids = fs::read_to_string(&path).map_err(|e| format!("read {path}: {e}"))?;
+            let last = kids
+                .split_whitespace()
+                .filter_map(|k| k.parse::<i32>().ok())
+                .filter(|k| {
+                    fs::read_to_string(format!("/proc/{k}/stat"))
+                        .is_ok_and(|st| st.rsplit(')').next().is_some_and(|r| r.starts_with(" S")))
+                })
+                .max()
+                .ok_or("no live child")?;
+            send_signal(last, "KILL")
+        });
     }
 
     #[test]

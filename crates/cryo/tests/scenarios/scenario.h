@@ -205,4 +205,64 @@ __attribute__((unused)) static const char *scenario_tmp(void)
 	return t && *t ? t : "/tmp";
 }
 
+/* Pid, parent, process group, session and state of a process, from /proc/PID/stat. */
+struct proc_ids {
+	int pid, ppid, pgrp, sid;
+	char state;
+};
+
+/* Every process below `root` (not root itself, zombies too), found through
+ * /proc/PID/task/PID/children, sorted by pid; returns how many. At most `max`. */
+__attribute__((unused)) static int snapshot_tree(struct proc_ids *out, int max, int root)
+{
+	int n = 0, ntodo = 0, todo_max = max + 1;
+	int *todo = calloc(todo_max, sizeof(int));
+	CHECK(todo, "calloc");
+	todo[ntodo++] = root;
+	while (ntodo) {
+		int pid = todo[--ntodo];
+		char path[64], buf[4096];
+		snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+		CHECK(read_small_file(path, buf, sizeof(buf)) > 0, "read %s", path);
+		char *rp = strrchr(buf, ')');
+		struct proc_ids p = { .pid = pid };
+		CHECK(rp && sscanf(rp + 2, "%c %d %d %d", &p.state, &p.ppid, &p.pgrp, &p.sid) == 4,
+		      "parse %s", path);
+		if (pid != root) {
+			CHECK(n < max, "more than %d processes", max);
+			out[n++] = p;
+		}
+		snprintf(path, sizeof(path), "/proc/%d/task/%d/children", pid, pid);
+		CHECK(read_small_file(path, buf, sizeof(buf)) >= 0, "read %s", path);
+		for (char *s = strtok(buf, " \n"); s; s = strtok(NULL, " \n")) {
+			CHECK(ntodo < todo_max, "more than %d processes", max);
+			todo[ntodo++] = atoi(s);
+		}
+	}
+	free(todo);
+	for (int i = 1; i < n; i++)
+		for (int j = i; j > 0 && out[j - 1].pid > out[j].pid; j--) {
+			struct proc_ids t = out[j];
+			out[j] = out[j - 1];
+			out[j - 1] = t;
+		}
+	return n;
+}
+
+/* Two snapshots of a tree must hold the same processes with the same parent, group, session
+ * and zombie state. */
+__attribute__((unused)) static void check_same_tree(const struct proc_ids *before, int n,
+						     const struct proc_ids *after, int m)
+{
+	CHECK(m == n, "%d processes below the root, not %d", m, n);
+	for (int i = 0; i < n; i++) {
+		const struct proc_ids *b = &before[i], *a = &after[i];
+		CHECK(a->pid == b->pid, "pid %d is gone (found %d)", b->pid, a->pid);
+		CHECK(a->ppid == b->ppid && a->pgrp == b->pgrp && a->sid == b->sid &&
+			      (a->state == 'Z') == (b->state == 'Z'),
+		      "pid %d: parent %d group %d session %d state %c, was %d %d %d %c", a->pid,
+		      a->ppid, a->pgrp, a->sid, a->state, b->ppid, b->pgrp, b->sid, b->state);
+	}
+}
+
 #endif

@@ -20,10 +20,6 @@
 
 #define MAX_PROCS 32
 
-struct proc {
-	int pid, ppid, pgrp, sid;
-};
-
 static void sleep_forever(void)
 {
 	for (;;)
@@ -114,38 +110,6 @@ static void deadgrp(void)
 	_exit(0);
 }
 
-static int snapshot(struct proc *out, int root)
-{
-	int n = 0, todo[MAX_PROCS], ntodo = 0;
-	todo[ntodo++] = root;
-	while (ntodo) {
-		int pid = todo[--ntodo];
-		char path[64], buf[512];
-		snprintf(path, sizeof(path), "/proc/%d/stat", pid);
-		CHECK(read_small_file(path, buf, sizeof(buf)) > 0, "read %s", path);
-		char *rp = strrchr(buf, ')');
-		char state;
-		struct proc p = { .pid = pid };
-		CHECK(rp && sscanf(rp + 2, "%c %d %d %d", &state, &p.ppid, &p.pgrp, &p.sid) == 4,
-		      "parse %s", path);
-		CHECK(n < MAX_PROCS, "too many processes");
-		if (pid != root)
-			out[n++] = p;
-		snprintf(path, sizeof(path), "/proc/%d/task/%d/children", pid, pid);
-		CHECK(read_small_file(path, buf, sizeof(buf)) >= 0, "read %s", path);
-		for (char *s = strtok(buf, " \n"); s; s = strtok(NULL, " \n")) {
-			CHECK(ntodo < MAX_PROCS, "too many processes");
-			todo[ntodo++] = atoi(s);
-		}
-	}
-	return n;
-}
-
-static int by_pid(const void *a, const void *b)
-{
-	return ((const struct proc *)a)->pid - ((const struct proc *)b)->pid;
-}
-
 int main(void)
 {
 	install_term_handler();
@@ -167,8 +131,8 @@ int main(void)
 	CHECK(waitpid(dead_grp, &st, 0) == dead_grp && WIFEXITED(st) && !WEXITSTATUS(st),
 	      "group leader: %#x", st);
 
-	struct proc before[MAX_PROCS], after[MAX_PROCS];
-	int n = snapshot(before, getpid());
+	struct proc_ids before[MAX_PROCS], after[MAX_PROCS];
+	int n = snapshot_tree(before, MAX_PROCS, getpid());
 	CHECK(n == 9, "%d processes below the root, not 9", n);
 	int in_dead_sess = 0, in_dead_grp = 0;
 	for (int i = 0; i < n; i++) {
@@ -177,20 +141,11 @@ int main(void)
 	}
 	CHECK(in_dead_sess == 2 && in_dead_grp == 1, "setup: %d in the dead session, %d in the dead group",
 	      in_dead_sess, in_dead_grp);
-	qsort(before, n, sizeof(before[0]), by_pid);
 	ready();
 	wait_term();
 
-	int m = snapshot(after, getpid());
-	qsort(after, m, sizeof(after[0]), by_pid);
-	CHECK(m == n, "%d processes below the root, not %d", m, n);
-	for (int i = 0; i < n; i++) {
-		struct proc *b = &before[i], *a = &after[i];
-		CHECK(a->pid == b->pid, "pid %d is gone (found %d)", b->pid, a->pid);
-		CHECK(a->ppid == b->ppid && a->pgrp == b->pgrp && a->sid == b->sid,
-		      "pid %d: parent %d group %d session %d, was %d %d %d", a->pid, a->ppid, a->pgrp,
-		      a->sid, b->ppid, b->pgrp, b->sid);
-	}
+	int m = snapshot_tree(after, MAX_PROCS, getpid());
+	check_same_tree(before, n, after, m);
 	CHECK(kill(dead_sess, 0) < 0 && errno == ESRCH, "the dead session leader %d is back", dead_sess);
 	CHECK(kill(dead_grp, 0) < 0 && errno == ESRCH, "the dead group leader %d is back", dead_grp);
 	for (int i = 0; i < n; i++)
