@@ -14,7 +14,8 @@ use crate::error::{Error, Result};
 use crate::files::{self, reg::RegFiles};
 use crate::{cpu, creds, memory, signals, task_attrs, timers, DumpOptions};
 use cryo_image::{pb, ImageKind};
-use cryo_sys::{procfs, ptrace, Pid};
+use cryo_sys::ptrace::{self, WaitStatus};
+use cryo_sys::{procfs, Pid};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -160,18 +161,22 @@ pub fn dump(opts: &DumpOptions) -> Result<()> {
     };
     let frozen = frozen_at.elapsed();
     // The processes whose parent is in the tree (not the roots), for `wait_killed`.
-    let all: Vec<Pid> = tree.iter().map(|p| p.pid).collect();
+    let all: BTreeSet<Pid> = tree.iter().map(|p| p.pid).collect();
     let below: Vec<Pid> = all
         .iter()
         .copied()
         .filter(|&p| procfs::read_stat(p).is_ok_and(|st| all.contains(&Pid(st.ppid))))
+        .collect();
+    let threads: Vec<Pid> = tree
+        .iter()
+        .flat_map(|p| p.threads.iter().map(|t| t.pid()))
         .collect();
     release_tree(tree, how)?;
     if let Some(f) = freezer {
         f.finish(how != Release::Kill)?;
     }
     if how == Release::Kill {
-        wait_killed(&below);
+        wait_killed(&threads, &below);
     }
     write_stats(
         &opts.images_dir,
@@ -595,21 +600,24 @@ fn release_after_failure(
     Ok(())
 }
 
-/// Let every task go as `how` says. A kill takes children before parents and, in a process,
-/// the other threads before the leader (whose death is reported last).
 /// After the tree is killed: collect the exits of its threads (cryo is their tracer, and until
 /// it has, their real parents cannot reap them), then wait until the processes below its roots
 /// are reaped, so that their PIDs, sessions and groups are free for a restore that follows at
 /// once (a zombie holds them). Two seconds at most: a task stuck in the kernel must not hold
 /// the dump. The roots are their parents' business.
-fn wait_killed(below: &[Pid]) {
+fn wait_killed(threads: &[Pid], below: &[Pid]) {
     let deadline = Instant::now() + Duration::from_secs(2);
-    while Instant::now() < deadline {
-        match ptrace::wait_flags(Pid(-1), libc::WNOHANG | libc::__WALL) {
-            Ok(Some(_)) => {}
-            Ok(None) => std::thread::sleep(Duration::from_millis(1)),
-            // ECHILD: no tracee left.
-            Err(_) => break,
+    let mut tracees: Vec<Pid> = threads.to_vec();
+    while !tracees.is_empty() && Instant::now() < deadline {
+        // Ours until its exit is collected (an error: not ours any more).
+        tracees.retain(
+            |&t| match ptrace::wait_flags(t, libc::WNOHANG | libc::__WALL) {
+                Ok(Some(WaitStatus::Exited(_) | WaitStatus::Signaled(_))) | Err(_) => false,
+                Ok(_) => true,
+            },
+        );
+        if !tracees.is_empty() {
+            std::thread::sleep(Duration::from_millis(1));
         }
     }
     let mut left: Vec<Pid> = below.to_vec();
@@ -624,6 +632,8 @@ fn wait_killed(below: &[Pid]) {
     }
 }
 
+/// Let every task go as `how` says. A kill takes children before parents and, in a process,
+/// the other threads before the leader (whose death is reported last).
 fn release_tree(tree: Vec<SeizedProc>, how: Release) -> Result<()> {
     let mut first_err = None;
     for proc in tree.into_iter().rev() {

@@ -29,7 +29,7 @@ use cryo_sys::puppet::{self, Trampoline};
 use cryo_sys::remote::RemoteTask;
 use cryo_sys::{procfs, Pid, PAGE_SIZE};
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 use tracing::{debug, info, info_span};
@@ -664,8 +664,11 @@ struct TreeBuilder<'a, 'e> {
     /// forked it).
     lifts: Vec<(usize, usize)>,
     /// The next PID tried for a lifting helper: above every PID, session and group of the
-    /// images, so that none is taken from a process made later.
+    /// images first, so that none is taken from a process made later; past the kernel's
+    /// pid_max, from the bottom, among those the images do not name.
     next_helper_pid: u32,
+    /// Every PID, session and group of the images.
+    taken: HashSet<u32>,
 }
 
 impl<'a, 'e> TreeBuilder<'a, 'e> {
@@ -675,21 +678,23 @@ impl<'a, 'e> TreeBuilder<'a, 'e> {
         shm: &'a memory::SharedAnon,
         puppets: &'a mut Vec<Puppet>,
     ) -> Result<Self> {
+        let index: HashMap<u32, usize> = imgs
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.pstree.pid, i))
+            .collect();
         let mut members = Vec::with_capacity(imgs.len());
         for (i, t) in imgs.iter().enumerate() {
             // The first image and every other with ppid 0 are roots, made by cryo.
             let parent = if i == 0 || t.pstree.ppid == 0 {
                 None
             } else {
-                let p = imgs
-                    .iter()
-                    .position(|p| p.pstree.pid == t.pstree.ppid)
-                    .ok_or_else(|| {
-                        bad(
-                            "pstree.img",
-                            format!("no parent {} for {}", t.pstree.ppid, t.pstree.pid),
-                        )
-                    })?;
+                let p = index.get(&t.pstree.ppid).copied().ok_or_else(|| {
+                    bad(
+                        "pstree.img",
+                        format!("no parent {} for {}", t.pstree.ppid, t.pstree.pid),
+                    )
+                })?;
                 Some(p)
             };
             members.push(tree_shape::Member {
@@ -705,12 +710,11 @@ impl<'a, 'e> TreeBuilder<'a, 'e> {
             procfs::read_stat(Pid(std::process::id() as i32))?.session as u32
         };
         let shape = tree_shape::plan(&members, start_sid).map_err(Error::Unsupported)?;
-        let next_helper_pid = imgs
+        let taken: HashSet<u32> = imgs
             .iter()
             .flat_map(|t| [t.pstree.pid, t.pstree.sid, t.pstree.pgid])
-            .max()
-            .unwrap_or(0)
-            + 1;
+            .collect();
+        let next_helper_pid = taken.iter().max().map_or(300, |m| m.saturating_add(1));
         Ok(TreeBuilder {
             imgs,
             env,
@@ -726,6 +730,7 @@ impl<'a, 'e> TreeBuilder<'a, 'e> {
             deferred: Vec::new(),
             lifts: Vec::new(),
             next_helper_pid,
+            taken,
         })
     }
 
@@ -834,11 +839,23 @@ impl<'a, 'e> TreeBuilder<'a, 'e> {
     /// A helper forked by `creator` at a PID no process of the images has (the first free
     /// one above them).
     fn spawn_helper(&mut self, creator: usize) -> Result<usize> {
-        for _ in 0..1000 {
-            let pid = Pid(self.next_helper_pid as i32);
-            self.next_helper_pid += 1;
-            match self.spawn(pid, Some(creator), 0) {
+        let mut wrapped = false;
+        for _ in 0..10_000 {
+            let candidate = self.next_helper_pid;
+            self.next_helper_pid = candidate.saturating_add(1);
+            if self.taken.contains(&candidate) || candidate > i32::MAX as u32 {
+                continue;
+            }
+            match self.spawn(Pid(candidate as i32), Some(creator), 0) {
                 Err(Error::Task { source, .. }) if source.raw_os_error() == Some(libc::EEXIST) => {}
+                // Above pid_max: once more from the bottom (PIDs below 300 are the kernel's
+                // first, rarely free).
+                Err(Error::Task { source, .. })
+                    if source.raw_os_error() == Some(libc::EINVAL) && !wrapped =>
+                {
+                    wrapped = true;
+                    self.next_helper_pid = 300;
+                }
                 r => return r,
             }
         }
@@ -1022,10 +1039,7 @@ impl<'a, 'e> TreeBuilder<'a, 'e> {
     fn lift_to_parents(&mut self) -> Result<()> {
         let imgs = self.imgs;
         for (i, lh) in std::mem::take(&mut self.lifts).into_iter().rev() {
-            let Some(parent) = imgs
-                .iter()
-                .position(|t| t.pstree.pid == imgs[i].pstree.ppid)
-            else {
+            let Some(parent) = self.shape.parent(i) else {
                 return Err(bad(
                     "pstree.img",
                     format!("no parent for {}", imgs[i].pstree.pid),

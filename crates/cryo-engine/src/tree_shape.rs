@@ -104,6 +104,11 @@ impl Shape {
         self.under[i]
     }
 
+    /// The dumped parent of process `i` (`None`: a root).
+    pub fn parent(&self, i: usize) -> Option<usize> {
+        self.members[i].parent
+    }
+
     /// How process `i` gets its parent.
     pub fn birth(&self, i: usize) -> Birth {
         let Some(parent) = self.members[i].parent else {
@@ -200,6 +205,31 @@ pub fn plan(members: &[Member], start_sid: u32) -> Result<Shape, Refusal> {
         .enumerate()
         .map(|(i, m)| (m.pid, i))
         .collect();
+    if by_pid.len() != n {
+        return Err("the tree holds a pid twice".into());
+    }
+    // Every process must reach a root: parents in range and no loop (each chain is walked
+    // once: 1 on the walk now, 2 known to reach a root).
+    let mut state = vec![0u8; n];
+    for start in 0..n {
+        let mut path = Vec::new();
+        let mut x = Some(start);
+        while let Some(i) = x {
+            match state.get(i) {
+                None | Some(1) => {
+                    return Err(format!("pid {} has no root above it", members[start].pid));
+                }
+                Some(2) => break,
+                _ => {}
+            }
+            state[i] = 1;
+            path.push(i);
+            x = members[i].parent;
+        }
+        for i in path {
+            state[i] = 2;
+        }
+    }
     let leads = |i: usize| members[i].sid == members[i].pid;
     for m in members {
         if let Some(&l) = by_pid.get(&m.sid) {
@@ -432,12 +462,13 @@ fn attempt(
         helper_under: vec![None; helper_sid.len()],
         helper_sid,
     };
+    // Moving a helper below a node that is not below it never makes a loop: one check.
+    if has_cycle(&c) {
+        return Err(Conflict::Final(
+            "no way found to make the tree's sessions (the plan loops)".into(),
+        ));
+    }
     for _ in 0..rounds {
-        if has_cycle(&c) {
-            return Err(Conflict::Final(
-                "no way found to make the tree's sessions (the plan loops)".into(),
-            ));
-        }
         let violation = outside_parents.iter().find_map(|(&s, ps)| {
             let l = root_of(s);
             ps.iter()
@@ -478,7 +509,20 @@ fn attempt(
             _ => None,
         });
         match movable {
-            Some(hi) => c.helper_under[hi] = Some(Node::Proc(e)),
+            Some(hi) => {
+                // Straight to the deepest of its own session's outside parents on that line,
+                // rather than one step a round (a long chain of them would take as many).
+                let h = Node::Helper(hi);
+                let mut target = e;
+                for &d in &outside_parents[&c.helper_sid[hi]] {
+                    if c.is_ancestor(Node::Proc(target), Node::Proc(d))
+                        && !c.is_ancestor(h, Node::Proc(d))
+                    {
+                        target = d;
+                    }
+                }
+                c.helper_under[hi] = Some(Node::Proc(target));
+            }
             None => {
                 c.sid = s;
                 c.missing = e;
@@ -794,6 +838,51 @@ mod tests {
             (13, 10, 12),
         ]);
         assert!(check(&t).unwrap() > 0);
+    }
+
+    #[test]
+    fn a_loop_of_parents_and_a_pid_twice_are_refused() {
+        let member = |pid, parent| Member {
+            pid,
+            parent,
+            sid: 10,
+        };
+        let looped = [member(10, None), member(11, Some(2)), member(12, Some(1))];
+        assert!(plan(&looped, START_SID).is_err());
+        let twice = tree(&[(10, 0, 10), (11, 10, 10), (11, 10, 10)]);
+        assert!(plan(&twice, START_SID).is_err());
+    }
+
+    #[test]
+    fn a_long_chain_of_leaders_with_members_in_one_dead_session_is_made() {
+        // Each leader has a child in session 100000, whose leader has exited: the helper goes
+        // below the deepest leader (planned in one move, not one per leader).
+        let chain = |len: u32| {
+            let mut t = vec![(7, 0, 7)];
+            for k in 0..len {
+                let leader = 10 + 2 * k;
+                let parent = if k == 0 { 7 } else { leader - 2 };
+                t.push((leader, parent, leader));
+                t.push((leader + 1, leader, 100_000));
+            }
+            tree(&t)
+        };
+        // Made in the model (which is slow on long chains)...
+        assert!(check(&chain(60)).unwrap() > 0);
+        // ... and planned when long.
+        let shape = plan(&chain(3000), START_SID).unwrap();
+        assert_eq!(shape.helpers.len(), 1);
+    }
+
+    #[test]
+    fn a_pid_namespace_init_starts_in_no_session() {
+        // The init's session is outside its namespace (0); its children made sessions there.
+        let t = tree(&[(1, 0, 0), (2, 1, 2), (3, 2, 4), (5, 3, 4)]);
+        let shape = plan(&t, 0).unwrap();
+        assert_eq!(shape.helpers.len(), 1);
+        let steps = shape.steps();
+        assert!(matches!(steps.first(), Some(Step::Make(Node::Proc(0)))));
+        assert!(!steps.contains(&Step::Setsid(Node::Proc(0))));
     }
 
     #[test]
