@@ -160,13 +160,7 @@ pub fn dump(opts: &DumpOptions) -> Result<()> {
         Release::Kill
     };
     let frozen = frozen_at.elapsed();
-    // The processes whose parent is in the tree (not the roots), for `wait_killed`.
-    let all: BTreeSet<Pid> = tree.iter().map(|p| p.pid).collect();
-    let below: Vec<Pid> = all
-        .iter()
-        .copied()
-        .filter(|&p| procfs::read_stat(p).is_ok_and(|st| all.contains(&Pid(st.ppid))))
-        .collect();
+    // Every thread, for `wait_killed`.
     let threads: Vec<Pid> = tree
         .iter()
         .flat_map(|p| p.threads.iter().map(|t| t.pid()))
@@ -176,7 +170,7 @@ pub fn dump(opts: &DumpOptions) -> Result<()> {
         f.finish(how != Release::Kill)?;
     }
     if how == Release::Kill {
-        wait_killed(&threads, &below);
+        wait_killed(&threads);
     }
     write_stats(
         &opts.images_dir,
@@ -600,12 +594,12 @@ fn release_after_failure(
     Ok(())
 }
 
-/// After the tree is killed: collect the exits of its threads (cryo is their tracer, and until
-/// it has, their real parents cannot reap them), then wait until the processes below its roots
-/// are reaped, so that their PIDs, sessions and groups are free for a restore that follows at
-/// once (a zombie holds them). Two seconds at most: a task stuck in the kernel must not hold
-/// the dump. The roots are their parents' business.
-fn wait_killed(threads: &[Pid], below: &[Pid]) {
+/// After the tree is killed: collect the exits of its threads, as CRIU does. Until cryo, their
+/// tracer, has, their real parents cannot reap them, and their PIDs, sessions and groups stay
+/// taken: a restore that follows at once would find them in use. Reaping them is their
+/// parents' business (a caller that is their subreaper may well wait for the dump to end
+/// first). Two seconds at most: a task stuck in the kernel must not hold the dump.
+fn wait_killed(threads: &[Pid]) {
     let deadline = Instant::now() + Duration::from_secs(2);
     let mut tracees: Vec<Pid> = threads.to_vec();
     while !tracees.is_empty() && Instant::now() < deadline {
@@ -620,15 +614,8 @@ fn wait_killed(threads: &[Pid], below: &[Pid]) {
             std::thread::sleep(Duration::from_millis(1));
         }
     }
-    let mut left: Vec<Pid> = below.to_vec();
-    while !left.is_empty() && Instant::now() < deadline {
-        left.retain(|&p| procfs::read_stat(p).is_ok());
-        if !left.is_empty() {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-    }
-    if !left.is_empty() {
-        debug!("{} killed processes are not reaped yet", left.len());
+    if !tracees.is_empty() {
+        debug!("{} killed threads have not exited yet", tracees.len());
     }
 }
 

@@ -32,6 +32,7 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tracing::{debug, info, info_span};
 
 /// Size of the hole reserved for the trampoline and the temporary vDSO place.
@@ -836,6 +837,23 @@ impl<'a, 'e> TreeBuilder<'a, 'e> {
         Ok(self.puppets.len() - 1)
     }
 
+    /// `spawn` at a PID of the images. A PID, session or group still held by a zombie of the
+    /// dumped tree, which its reaper has not collected yet when the restore follows the dump at
+    /// once, is waited for: a second at most.
+    fn spawn_at(&mut self, pid: Pid, creator: Option<usize>, flags: u64) -> Result<usize> {
+        let deadline = Instant::now() + Duration::from_secs(1);
+        loop {
+            match self.spawn(pid, creator, flags) {
+                Err(Error::Task { source, .. })
+                    if source.raw_os_error() == Some(libc::EEXIST) && Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                r => return r,
+            }
+        }
+    }
+
     /// A helper forked by `creator` at a PID no process of the images has (the first free
     /// one above them).
     fn spawn_helper(&mut self, creator: usize) -> Result<usize> {
@@ -951,7 +969,7 @@ impl<'a, 'e> TreeBuilder<'a, 'e> {
             (Some(c), Some(p)) if by_parent && restores_memory => self.dontfork(c, p, &kept),
             _ => Vec::new(),
         };
-        let made = self.spawn(Pid(pid as i32), creator, flags);
+        let made = self.spawn_at(Pid(pid as i32), creator, flags);
         // Every range is tried; the first failure is the one said.
         let mut passed_on = Ok(0);
         if let Some(c) = creator {
@@ -1014,7 +1032,7 @@ impl<'a, 'e> TreeBuilder<'a, 'e> {
         let s = self.shape.helpers[h];
         debug!("re-making session {} whose leader is gone", s.sid);
         let creator = self.puppet_of_node(s.under)?;
-        let k = self.spawn(Pid(s.sid as i32), Some(creator), 0)?;
+        let k = self.spawn_at(Pid(s.sid as i32), Some(creator), 0)?;
         self.helper_slot[h] = Some(k);
         Ok(())
     }
@@ -1170,7 +1188,7 @@ impl<'a, 'e> TreeBuilder<'a, 'e> {
             let first = self.slot[members[0]]
                 .ok_or_else(|| bad("pstree.img", "a process was not created"))?;
             debug!("re-making process group {g} whose leader is gone");
-            let h = self.spawn(Pid(g as i32), Some(first), 0)?;
+            let h = self.spawn_at(Pid(g as i32), Some(first), 0)?;
             self.inj(h)
                 .syscall("create process group", libc::SYS_setpgid, &[0, 0])?;
             self.groups.insert(g, self.sid[h]);
