@@ -24,7 +24,7 @@
 #include <sys/wait.h>
 
 #define MAX_PROCS 64
-#define RANDOM_STEPS 90
+#define RANDOM_STEPS 50
 
 enum op { OP_FORK, OP_SETSID, OP_SUBREAPER, OP_PING, OP_WAIT, OP_EXIT };
 
