@@ -211,20 +211,11 @@ int main(void)
 		fill(ro + i * PG, RO_OFF + i, PARENT_BEFORE);
 	SYS(mprotect(ro, RO_PAGES * PG, PROT_READ));
 
-	int go[2], done[2];
-	SYS(pipe(go));
-	SYS(pipe(done));
-	pid_t child = SYS(fork());
-	if (child == 0) {
-		close(go[1]);
-		close(done[0]);
-		child_main(go[0], done[1]);
-	}
-	close(go[0]);
-	close(done[1]);
+	int go, done;
+	pid_t child = fork_with_pipes(child_main, &go, &done);
 	char c;
-	CHECK(read(done[0], &c, 1) == 1, "child did not get ready: %s", strerror(errno));
-	close(done[0]);
+	CHECK(read(done, &c, 1) == 1, "child did not get ready: %s", strerror(errno));
+	close(done);
 	for (int i = 0; i < PAGES; i++)
 		if (parent_after(i))
 			fill(rw + i * PG, i, PARENT_AFTER);
@@ -242,7 +233,7 @@ int main(void)
 	wait_term();
 	check_shared(child, "after");
 
-	CHECK(write(go[1], "g", 1) == 1, "tell the child: %s", strerror(errno));
+	CHECK(write(go, "g", 1) == 1, "tell the child: %s", strerror(errno));
 	int bad = check_maps(0);
 	CHECK(!bad, "parent: page %d is wrong", bad - 1);
 	int st;

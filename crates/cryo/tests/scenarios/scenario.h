@@ -205,6 +205,28 @@ __attribute__((unused)) static const char *scenario_tmp(void)
 	return t && *t ? t : "/tmp";
 }
 
+/* Fork a child that runs `body(from_parent, to_parent)`, the ends of two pipes, and must not
+ * return; the parent gets the other ends in *to_child and *from_child. Returns the child's pid. */
+__attribute__((unused)) static pid_t fork_with_pipes(void (*body)(int from_parent, int to_parent),
+						     int *to_child, int *from_child)
+{
+	int down[2], up[2];
+	SYS(pipe(down));
+	SYS(pipe(up));
+	pid_t pid = SYS(fork());
+	if (pid == 0) {
+		close(down[1]);
+		close(up[0]);
+		body(down[0], up[1]);
+		_exit(99);
+	}
+	close(down[0]);
+	close(up[1]);
+	*to_child = down[1];
+	*from_child = up[0];
+	return pid;
+}
+
 /* Pid, parent, process group, session and state of a process, from /proc/PID/stat. */
 struct proc_ids {
 	int pid, ppid, pgrp, sid;

@@ -57,17 +57,8 @@ int main(void)
 	CHECK(lseek(a, 100, SEEK_SET) == 100 && lseek(c, 200, SEEK_SET) == 200, "lseek: %s",
 	      strerror(errno));
 
-	int go[2], done[2];
-	SYS(pipe(go));
-	SYS(pipe(done));
-	pid_t child = SYS(fork());
-	if (child == 0) {
-		close(go[1]);
-		close(done[0]);
-		child_main(go[0], done[1]);
-	}
-	close(go[0]);
-	close(done[1]);
+	int go, done;
+	pid_t child = fork_with_pipes(child_main, &go, &done);
 
 	ready();
 	wait_term();
@@ -76,9 +67,9 @@ int main(void)
 	      (long long)lseek(b, 0, SEEK_CUR), (long long)lseek(c, 0, SEEK_CUR));
 	CHECK(lseek(a, 1000, SEEK_SET) == 1000, "lseek a: %s", strerror(errno));
 	SYS(fcntl(a, F_SETFL, O_APPEND));
-	CHECK(write(go[1], "g", 1) == 1, "tell the child: %s", strerror(errno));
+	CHECK(write(go, "g", 1) == 1, "tell the child: %s", strerror(errno));
 	char r;
-	CHECK(read(done[0], &r, 1) == 1, "child's answer: %s", strerror(errno));
+	CHECK(read(done, &r, 1) == 1, "child's answer: %s", strerror(errno));
 	CHECK(r == 0, "child: check %d failed (10-11: a/b not where the parent moved them, 12: "
 		      "O_APPEND not shared, 13: c moved, 14: lseek)", r);
 	CHECK(!not_at(c, 3000), "c at %lld, the child moved it to 3000",
