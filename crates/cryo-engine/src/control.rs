@@ -496,7 +496,7 @@ impl Seized {
             } else if let Err(e) = inj.syscall(
                 "unmap scratch memory",
                 libc::SYS_munmap,
-                &[inj.scratch().0, SCRATCH_LEN],
+                &[inj.scratch_area().0 .0, SCRATCH_LEN],
             ) {
                 first_err.get_or_insert(e);
             }

@@ -16,7 +16,6 @@ use crate::remote::Injector;
 use cryo_image::pb;
 use cryo_sys::procfs::Status;
 
-const OFF: u64 = 0;
 const SECBIT_NOROOT: u32 = 1 << 0;
 const SECBIT_NO_SETUID_FIXUP: u32 = 1 << 2;
 const SECBIT_KEEP_CAPS: u32 = 1 << 4;
@@ -91,7 +90,8 @@ pub fn restore_creds(inj: &Injector, c: &pb::CredsEntry) -> Result<()> {
         }
     }
     let groups: Vec<u8> = c.groups.iter().flat_map(|g| g.to_ne_bytes()).collect();
-    let gp = inj.write_scratch(OFF, &groups)?;
+    let s = inj.scratch();
+    let gp = s.bytes(&groups)?;
     inj.syscall(
         "set groups",
         libc::SYS_setgroups,
@@ -144,7 +144,8 @@ pub fn restore_creds(inj: &Injector, c: &pb::CredsEntry) -> Result<()> {
             b.extend_from_slice(&((v >> shift) as u32).to_ne_bytes());
         }
     }
-    let hdr = inj.write_scratch(OFF, &b)?;
+    let s = inj.scratch();
+    let hdr = s.bytes(&b)?;
     inj.syscall("set capabilities", libc::SYS_capset, &[hdr.0, hdr.0 + 8])?;
     let amb = join(&c.cap_amb);
     for cap in 0..=last_cap {

@@ -10,8 +10,9 @@
 //! Any error before step 5 releases the task exactly as it was.
 
 use crate::control::{Attached, Release, Seized};
+use crate::cx::DumpCx;
 use crate::error::{Error, Result};
-use crate::files::{self, reg::RegFiles};
+use crate::files::FileTable;
 use crate::{cpu, creds, memory, signals, task_attrs, timers, DumpOptions};
 use cryo_image::{pb, ImageKind};
 use cryo_sys::ptrace::{self, WaitStatus};
@@ -811,9 +812,8 @@ fn dump_processes(
     let dir = opts.images_dir.as_path();
     between_phases("seized")?;
     let in_tree: Vec<i32> = tree.iter().map(|p| p.pid.0).collect();
-    let mut files = RegFiles::new();
-    let mut pages_id = 1u32;
-    let mut shmem = memory::ShmemDump::default();
+    let mut files = FileTable::new();
+    let mut cx = DumpCx::new(opts);
     let mut pstree = Vec::new();
     let mut mem_time = Duration::ZERO;
     let mut total_pages = 0;
@@ -973,7 +973,7 @@ fn dump_processes(
             libc::SYS_prctl,
             &[libc::PR_GET_THP_DISABLE as u64, 0, 0, 0, 0],
         )? != 0;
-        let scratch = inj.scratch();
+        let (scratch, _) = inj.scratch_area();
         let mut threads = Vec::new();
         for (i, t) in proc.threads.iter_mut().enumerate() {
             if i > 0 {
@@ -990,26 +990,17 @@ fn dump_processes(
         })?;
         // A shared fd table is dumped once, with the first process that has it.
         let fdinfos = if fd_tables_done.insert(ids.files_id) {
-            Some(files::dump_fds(via, &mut files, opts.shell_job)?)
+            Some(files.dump_fds(&mut cx, via)?)
         } else {
             None
         };
-        let fs = task_attrs::dump_fs(via, &mut files, status.umask)?;
+        let fs = task_attrs::dump_fs(via, &mut cx, &mut files, status.umask)?;
         between_phases("files")?;
 
         let mem_t0 = Instant::now();
         let inj = proc.threads.first_mut().map(|l| l.injector()).transpose()?;
-        let mut memdump = memory::dump_memory(
-            via,
-            vpid.0 as u64,
-            &maps,
-            inj,
-            dir,
-            &mut files,
-            brk,
-            &mut pages_id,
-            &mut shmem,
-        )?;
+        let mut memdump =
+            memory::dump_memory(via, vpid.0 as u64, &maps, inj, &mut cx, &mut files, brk)?;
         memdump.mm.dumpable = Some(dumpable);
         memdump.mm.thp_disabled = Some(thp_disabled);
         if let Some(w) = memdump.in_flight.take() {
@@ -1120,12 +1111,12 @@ fn dump_processes(
     while let Some((i, w)) = in_flight.pop_front() {
         complete_pages(&mut tree[i], w)?;
     }
-    let shmem_pages = shmem.finish(dir)?;
+    let shmem_pages = std::mem::take(&mut cx.shmem).finish(dir)?;
     info!(
         "open files: {} kcmp calls to tell shared ones apart",
-        files.file_kcmp_calls
+        files.kcmp_calls
     );
-    files.write_images(dir)?;
+    files.write_images(&cx)?;
     cryo_image::write_all_entries(dir, ImageKind::Pstree, None, &pstree)?;
     cryo_image::write_single(
         dir,

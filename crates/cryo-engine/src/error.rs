@@ -71,6 +71,19 @@ pub enum Error {
         /// Its child sharing its memory, if found.
         child: Option<Pid>,
     },
+    /// A file descriptor of some kind failed at dump or restore.
+    #[error("{kind} at fd {fd} of pid {pid}: {source}")]
+    Fd {
+        /// The kind of file ("pipe", "unix socket").
+        kind: &'static str,
+        /// The process.
+        pid: Pid,
+        /// The fd.
+        fd: i32,
+        /// What failed.
+        #[source]
+        source: Box<Error>,
+    },
     /// cryo was asked to stop (SIGINT/SIGTERM/SIGHUP) and released the tasks.
     #[error("interrupted by signal {0}, tasks released")]
     Interrupted(i32),
@@ -83,6 +96,68 @@ fn vfork_child(child: &Option<Pid>) -> String {
     match child {
         Some(c) => format!("its child {c}"),
         None => "its child".into(),
+    }
+}
+
+/// The classes of failure, each with its own exit status and RPC `cr_errno` (W36). The values
+/// are errno numbers, as CRIU's `cr_errno` is: ESRCH for no such process, EEXIST for a PID in
+/// use, and so on; 1 is any other failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// Something cryo does not handle, refused by name (EOPNOTSUPP).
+    Unsupported,
+    /// The process to dump, or one cryo works on, does not exist (ESRCH).
+    NoProcess,
+    /// A PID the images need is taken (EEXIST).
+    PidInUse,
+    /// An image is missing (ENOENT).
+    MissingImage,
+    /// An image is corrupt or inconsistent (EBADMSG).
+    BadImage,
+    /// cryo was interrupted by a signal (EINTR).
+    Interrupted,
+    /// A permission the kernel refused (EPERM, EACCES).
+    Permission,
+    /// Any other failure of the kernel or the file system.
+    Other,
+}
+
+impl ErrorClass {
+    /// The exit status of a cryo command that failed this way, and its RPC `cr_errno`.
+    pub fn code(self) -> u8 {
+        match self {
+            ErrorClass::Unsupported => libc::EOPNOTSUPP as u8,
+            ErrorClass::NoProcess => libc::ESRCH as u8,
+            ErrorClass::PidInUse => libc::EEXIST as u8,
+            ErrorClass::MissingImage => libc::ENOENT as u8,
+            ErrorClass::BadImage => libc::EBADMSG as u8,
+            ErrorClass::Interrupted => libc::EINTR as u8,
+            ErrorClass::Permission => libc::EACCES as u8,
+            ErrorClass::Other => 1,
+        }
+    }
+}
+
+impl Error {
+    /// What kind of failure this is (see [`ErrorClass`]).
+    pub fn class(&self) -> ErrorClass {
+        let io_class = |e: &io::Error| match e.raw_os_error() {
+            Some(libc::ESRCH) => ErrorClass::NoProcess,
+            Some(libc::EEXIST) => ErrorClass::PidInUse,
+            Some(libc::EPERM | libc::EACCES) => ErrorClass::Permission,
+            _ => ErrorClass::Other,
+        };
+        match self {
+            Error::Unsupported(_) | Error::VforkParent { .. } => ErrorClass::Unsupported,
+            Error::Task { source, .. } => io_class(source),
+            Error::Path { source, .. } => io_class(source),
+            Error::Proc(_) => ErrorClass::Other,
+            Error::Image(cryo_image::ImageError::Missing { .. }) => ErrorClass::MissingImage,
+            Error::Image(_) | Error::BadImage { .. } => ErrorClass::BadImage,
+            Error::Restore { source, .. } | Error::Fd { source, .. } => source.class(),
+            Error::Interrupted(_) => ErrorClass::Interrupted,
+            Error::FaultInjected(_) => ErrorClass::Other,
+        }
     }
 }
 

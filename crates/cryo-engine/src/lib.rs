@@ -49,6 +49,7 @@ pub mod cgroup;
 pub mod control;
 pub mod cpu;
 pub mod creds;
+pub mod cx;
 pub mod dump;
 pub mod error;
 pub mod files;

@@ -27,9 +27,10 @@
 //! to the file's pages), so pages the dumped processes shared are shared again (the image
 //! stays CRIU's: every process's pages are in it).
 
+use crate::cx::DumpCx;
 use crate::error::{Error, Result, TaskCtx};
 use crate::files::memfd;
-use crate::files::reg::RegFiles;
+use crate::files::{reg, FileTable};
 use crate::remote::Injector;
 use cryo_image::pagemap::PE_PRESENT;
 use cryo_image::{pb, ImageKind};
@@ -123,12 +124,11 @@ const WRITE_PAGES: &str = "write pages (pwritev in the task)";
 
 /// Runs per remote pwritev (16 bytes of iovec each in the scratch area).
 const IOV_BATCH: usize = 1024;
-/// Where the iovecs go in the scratch area.
-const IOV_SCRATCH_OFF: u64 = 8192;
 
 impl<'a> RemoteWriter<'a> {
     fn open(inj: &'a Injector, path: &Path) -> Option<RemoteWriter<'a>> {
-        let p = inj.write_cstr(0, &path.display().to_string()).ok()?;
+        let s = inj.scratch();
+        let p = s.cstr(&path.display().to_string()).ok()?;
         let fd = inj
             .syscall(
                 "open pages image in the task",
@@ -149,14 +149,12 @@ impl<'a> RemoteWriter<'a> {
         })
     }
 
-    /// The iovecs of the waiting runs in the scratch area (at most `IOV_BATCH` per call).
-    fn put_iov(&self) -> Result<RemoteAddr> {
-        let iov: Vec<u8> = self
-            .batch
+    /// The iovecs of the waiting runs (at most `IOV_BATCH` per call).
+    fn iov(&self) -> Vec<u8> {
+        self.batch
             .iter()
             .flat_map(|&(a, l)| a.to_ne_bytes().into_iter().chain(l.to_ne_bytes()))
-            .collect();
-        self.inj.write_scratch(IOV_SCRATCH_OFF, &iov)
+            .collect()
     }
 
     /// `n` bytes were written: drop them from the waiting runs, keep the rest (a short write
@@ -185,7 +183,9 @@ impl<'a> RemoteWriter<'a> {
 
     /// Start the task writing the waiting runs (one `pwritev`, at most `IOV_BATCH` runs).
     fn start_write(&self) -> Result<()> {
-        let iov_addr = self.put_iov()?;
+        // The frame ends before the write does: nothing else runs in the task until it has.
+        let s = self.inj.scratch();
+        let iov_addr = s.bytes(&self.iov())?;
         self.inj.syscall_start(
             WRITE_PAGES,
             libc::SYS_pwritev,
@@ -654,25 +654,23 @@ pub struct MemoryDump {
 /// anything of its own in it): VMAs into the returned mm entry (file mappings added to `files`),
 /// pages into `pagemap-IMAGE_ID.img` + `pages-N.img` (`image_id` is the process's PID as the
 /// images name it: in its own pid namespace, or the leader's when `pid` is another thread).
-/// `brk` is the task's current break, `pages_id`
-/// the first free pages-image id (advanced).
+/// `brk` is the task's current break; pages images take their ids from `cx`.
 #[allow(clippy::too_many_arguments)]
 pub fn dump_memory(
     pid: Pid,
     image_id: u64,
     maps: &[MapsEntry],
     inj: Option<&Injector>,
-    dir: &Path,
-    files: &mut RegFiles,
+    cx: &mut DumpCx,
+    files: &mut FileTable,
     brk: u64,
-    pages_id: &mut u32,
-    shmem: &mut ShmemDump,
 ) -> Result<MemoryDump> {
+    let dir = cx.dir;
     let stat = procfs::read_stat(pid)?;
     let pm = File::open(format!("/proc/{pid}/pagemap")).task_ctx("open pagemap", pid)?;
     let procmem = mem::ProcMem::open(pid).task_ctx("open /proc/PID/mem", pid)?;
-    let mut sink = PageSink::create(dir, *pages_id, inj)?;
-    *pages_id += 1;
+    let mut sink = PageSink::create(dir, cx.pages_id, inj)?;
+    cx.pages_id += 1;
     let mut vmas = Vec::new();
     let mut total = 0u64;
     for m in maps {
@@ -691,9 +689,11 @@ pub fn dump_memory(
             vma.shmid = if memfd::is_memfd(&m.path, meta.as_ref(), &what)? {
                 // Its contents go with the memfd's inode; private copies as for any file.
                 vma.status |= VMA_AREA_MEMFD;
-                u64::from(memfd::dump_vma(files, &link_path, &m.path, fdflags)?)
+                u64::from(memfd::dump_vma(files, cx, &link_path, &m.path, fdflags)?)
             } else {
-                u64::from(files.add(pid, &link_path, &m.path, fdflags, 0)?)
+                u64::from(reg::add_path(
+                    files, cx, pid, &link_path, &m.path, fdflags, 0,
+                )?)
             };
             vma.fdflags = Some(fdflags);
         }
@@ -711,9 +711,9 @@ pub fn dump_memory(
                 path: link.clone(),
                 source,
             })?;
-            total += shmem.add_from_object(
+            total += cx.shmem.add_from_object(
                 dir,
-                pages_id,
+                &mut cx.pages_id,
                 vma.shmid,
                 &obj,
                 m.offset,
@@ -751,9 +751,11 @@ pub fn dump_memory(
     }
     let (_, writer) = sink.finish(dir, ImageKind::Pagemap, image_id)?;
     // The memfds this process holds, by fd (dumped before its memory) or mapped.
-    total += files.memfds.dump_contents(dir, pages_id, shmem)?;
+    total += memfd::dump_contents(files, cx)?;
     let exe_link = std::fs::read_link(format!("/proc/{pid}/exe")).task_ctx("read exe link", pid)?;
-    let exe_file_id = files.add(
+    let exe_file_id = reg::add_path(
+        files,
+        cx,
         pid,
         &format!("/proc/{pid}/exe"),
         &exe_link.to_string_lossy(),
@@ -918,7 +920,7 @@ pub fn unmap_all_but(inj: &Injector, keep: &[(u64, u64)]) -> Result<()> {
 pub fn inherited_vmas(
     mm: &pb::MmEntry,
     parent: Option<&pb::MmEntry>,
-    files: &RegFiles,
+    files: &FileTable,
     shares_pages: impl Fn(&pb::VmaEntry) -> bool,
 ) -> Vec<(u64, u64)> {
     let Some(parent) = parent else {
@@ -938,7 +940,7 @@ pub fn inherited_vmas(
         if v.status & VMA_AREA_MEMFD != 0 {
             memfd::map_path(files, id).ok()
         } else {
-            files.open_path(id).ok()
+            reg::open_path(files, id).ok()
         }
     };
     let same_mapping = |v: &pb::VmaEntry, p: &pb::VmaEntry| {
@@ -1280,9 +1282,8 @@ pub fn restore_vmas(
     pagemap: &[pb::PagemapEntry],
     pages: &PagesSource,
     shared: &SharedAnon,
-    files: &RegFiles,
+    files: &FileTable,
     inherited: &Inherited,
-    scratch_off: u64,
     fills: &mut PendingFills,
 ) -> Result<()> {
     // Inherited memory that userfaultfd cannot fill (file mappings, or no userfaultfd) is
@@ -1402,7 +1403,7 @@ pub fn restore_vmas(
             )
         } else if st & (VMA_FILE_PRIVATE | VMA_FILE_SHARED) != 0 {
             (
-                Some(files.open_path(vma.shmid as u32)?),
+                Some(reg::open_path(files, vma.shmid as u32)?),
                 vma.fdflags.unwrap_or(libc::O_RDONLY as u32),
             )
         } else {
@@ -1410,7 +1411,8 @@ pub fn restore_vmas(
         };
         let fd = match &path {
             Some(path) => {
-                let p = inj.write_cstr(scratch_off, path)?;
+                let s = inj.scratch();
+                let p = s.cstr(path)?;
                 flags &= !(libc::MAP_ANONYMOUS as u32);
                 inj.syscall(
                     &format!("open mapped file {path}"),
@@ -1798,16 +1800,14 @@ pub struct PendingFills {
     uffd: Option<Arc<Userfaultfd>>,
     /// The pages image (its path as the puppet opens it, for pread where a copy fails; it is
     /// not kept open in the puppet meanwhile, where a process sharing its fd table could fork
-    /// it away), its name, and scratch space for the path.
+    /// it away), and its name.
     pages_path: String,
     image: String,
-    scratch_off: u64,
 }
 
 impl PendingFills {
-    /// Nothing yet. `pages_path` is the pages image, `image` its name for errors, and
-    /// `scratch_off` the scratch space `complete` may write the path to.
-    pub fn new(pages_path: String, image: String, scratch_off: u64) -> PendingFills {
+    /// Nothing yet. `pages_path` is the pages image, `image` its name for errors.
+    pub fn new(pages_path: String, image: String) -> PendingFills {
         let (done_tx, done_rx) = mpsc::channel();
         PendingFills {
             vmas: Vec::new(),
@@ -1816,7 +1816,6 @@ impl PendingFills {
             uffd: None,
             pages_path,
             image,
-            scratch_off,
         }
     }
 
@@ -1880,7 +1879,6 @@ impl PendingFills {
             uffd,
             pages_path,
             image,
-            scratch_off,
         } = self;
         // Only the jobs hold senders now: an answer lost with a copier thread ends the wait.
         drop(done_tx);
@@ -1904,14 +1902,7 @@ impl PendingFills {
         if failed.is_empty() {
             return Ok(());
         }
-        let fd = crate::files::reopen_in(
-            inj,
-            &pages_path,
-            libc::O_RDONLY as u32,
-            0,
-            scratch_off,
-            &pages_path,
-        )?;
+        let fd = inj.open(&pages_path, libc::O_RDONLY as u32, &pages_path)?.0 as u64;
         let res = (|| {
             for v in vmas.iter().filter(|v| failed.contains_key(&v.start)) {
                 debug!(
@@ -1967,22 +1958,18 @@ fn pread_all(inj: &Injector, fd: u64, image: &str, addr: u64, len: u64, off: u64
 
 /// Set the mm fields, auxv and exe link with one PR_SET_MM_MAP. `exe_fd` is an fd of the
 /// executable open in the puppet.
-pub fn restore_mm_fields(
-    inj: &Injector,
-    mm: &pb::MmEntry,
-    exe_fd: Option<u64>,
-    scratch_off: u64,
-) -> Result<()> {
+pub fn restore_mm_fields(inj: &Injector, mm: &pb::MmEntry, exe_fd: Option<u64>) -> Result<()> {
     let auxv: Vec<u8> = mm
         .mm_saved_auxv
         .iter()
         .flat_map(|w| w.to_ne_bytes())
         .collect();
-    let auxv_addr = inj.write_scratch(scratch_off + 128, &auxv)?;
+    let s = inj.scratch();
+    let auxv_addr = s.bytes(&auxv)?;
     // -1: keep the exe link (the kernel refuses to replace one that is still mapped).
     let exe_fd = exe_fd.map_or(u32::MAX, |fd| fd as u32);
     let map = prctl_mm_map_bytes(mm, auxv_addr.0, auxv.len() as u32, exe_fd);
-    let map_addr = inj.write_scratch(scratch_off, &map)?;
+    let map_addr = s.bytes(&map)?;
     inj.syscall(
         "set mm fields (PR_SET_MM_MAP)",
         libc::SYS_prctl,
@@ -2084,9 +2071,9 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("cryo-inherit-test-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("mkdir");
-        let mut files = RegFiles::new();
+        let mut entries = Vec::new();
         for (id, name) in [(1, "/data/a"), (2, "/data/a"), (3, "/data/b")] {
-            files.entries.push(pb::FileEntry {
+            entries.push(pb::FileEntry {
                 r#type: pb::FdTypes::Reg as i32,
                 id,
                 reg: Some(pb::RegFileEntry {
@@ -2097,8 +2084,12 @@ mod tests {
                 ..Default::default()
             });
         }
-        files.write_images(&dir).expect("write");
-        let files = RegFiles::load(&dir).expect("load");
+        cryo_image::write_all_entries(&dir, ImageKind::Files, None, &entries).expect("write");
+        let opts = crate::RestoreOptions {
+            images_dir: dir.clone(),
+            ..Default::default()
+        };
+        let files = FileTable::load(&crate::cx::RestoreCx::new(&opts)).expect("load");
         let _ = std::fs::remove_dir_all(&dir);
         let vma = |start: u64, st: u32, shmid: u64, pgoff: u64, prot: i32, madv: u64| {
             let anon = if st & VMA_ANON_PRIVATE != 0 {

@@ -19,7 +19,7 @@
 //! Any failure kills every puppet and removes the ghost files; the error names the image.
 
 use crate::error::{Error, Result, TaskCtx};
-use crate::files::{self, reg::RegFiles};
+use crate::files::{reg, FileTable};
 use crate::remote::Injector;
 use crate::tree_shape::{self, Birth, Node, Step};
 use crate::{cpu, creds, memory, signals, task_attrs, timers, RestoreOptions, Restored};
@@ -39,8 +39,6 @@ use tracing::{debug, info, info_span};
 const HOLE_BYTES: u64 = 4 << 20;
 /// Trampoline size (code + scratch).
 const TRAMPOLINE_BYTES: u64 = 64 << 10;
-/// Scratch offsets used by the orchestrator (modules use the start of the scratch area).
-const PATH_OFF: u64 = 16 << 10;
 
 /// Everything read from the images for one process.
 struct TaskImages {
@@ -267,7 +265,7 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
     let (imgs, own_pidns) = read_images(dir)?;
     let root = Pid(imgs[0].pstree.pid as i32);
     let _span = info_span!("restore", pid = root.0).entered();
-    let files = RegFiles::load(dir)?;
+    let files = FileTable::load(&crate::cx::RestoreCx::new(opts))?;
     let all_vmas: Vec<pb::VmaEntry> = imgs
         .iter()
         .flat_map(|t| t.mm.vmas.iter().cloned())
@@ -294,7 +292,7 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
     };
     let mut puppets = Vec::new();
     let res = restore_tree(&imgs, &env, &mut puppets);
-    files.remove_ghosts();
+    files.cleanup();
     match res {
         Ok(()) => {
             let mut first_err = None;
@@ -473,7 +471,8 @@ fn make_zombie(p: &Puppet, status: u32) -> Result<()> {
         // Default action, unblocked, sent to itself; the stop it makes is passed on.
         // (SIGKILL and SIGSTOP have no action to reset.)
         if sig != libc::SIGKILL as u32 && sig != libc::SIGSTOP as u32 {
-            let dfl = p.inj.write_scratch(0, &[0u8; 32])?;
+            let s = p.inj.scratch();
+            let dfl = s.bytes(&[0u8; 32])?;
             p.inj.syscall(
                 "reset the killing signal",
                 libc::SYS_rt_sigaction,
@@ -527,9 +526,10 @@ fn remote_clone(
     exit_signal: u64,
     clear_tid: u64,
 ) -> Result<Pid> {
-    const ARGS_OFF: u64 = 1024;
     // struct clone_args (88 bytes), then the one set_tid entry.
-    let set_tid = parent.scratch().offset(ARGS_OFF + 88);
+    let s = parent.scratch();
+    let slot = s.zeroed(96)?;
+    let set_tid = slot.addr.offset(88);
     let (flags, child_tid) = if clear_tid != 0 {
         (flags | libc::CLONE_CHILD_CLEARTID as u64, clear_tid)
     } else {
@@ -552,8 +552,12 @@ fn remote_clone(
         args.extend_from_slice(&v.to_ne_bytes());
     }
     args.extend_from_slice(&tid.0.to_ne_bytes());
-    let a = parent.write_scratch(ARGS_OFF, &args)?;
-    let got = parent.syscall(&format!("create task {tid}"), libc::SYS_clone3, &[a.0, 88])?;
+    s.write(slot, &args)?;
+    let got = parent.syscall(
+        &format!("create task {tid}"),
+        libc::SYS_clone3,
+        &[slot.addr.0, 88],
+    )?;
     if got as i32 != tid.0 {
         return Err(Error::Task {
             what: format!("create at this pid (got {got})"),
@@ -1253,7 +1257,7 @@ fn shared_with_parent(imgs: &[TaskImages], n: usize) -> Result<u64> {
 struct PuppetEnv<'a> {
     /// The tree has a pid namespace of its own: the root is made its init.
     own_pidns: bool,
-    files: &'a RegFiles,
+    files: &'a FileTable,
     tramp: &'a Trampoline,
     /// A free place to park the vDSO while it moves.
     temp_vdso: u64,
@@ -1330,15 +1334,8 @@ fn restore_memory(
             .display()
             .to_string()
     };
-    let pages_fd = files::reopen_in(
-        inj,
-        &pages_path,
-        libc::O_RDONLY as u32,
-        0,
-        PATH_OFF,
-        &pages_path,
-    )?;
-    let exe_path = files.open_path(img.mm.exe_file_id)?;
+    let pages_fd = inj.open(&pages_path, libc::O_RDONLY as u32, &pages_path)?.0 as u64;
+    let exe_path = reg::open_path(files, img.mm.exe_file_id)?;
     // A forked puppet has its parent's executable already; it may well be the right one.
     let same_exe = {
         use std::os::unix::fs::MetadataExt;
@@ -1353,17 +1350,14 @@ fn restore_memory(
     let exe_fd = if same_exe {
         None
     } else {
-        let p = inj.write_cstr(PATH_OFF, &exe_path)?;
-        Some(inj.syscall(
-            &format!("open executable {exe_path}"),
-            libc::SYS_openat,
-            &[
-                libc::AT_FDCWD as u64,
-                p.0,
-                (libc::O_RDONLY | libc::O_CLOEXEC) as u64,
-                0,
-            ],
-        )?)
+        Some(
+            inj.open(
+                &exe_path,
+                libc::O_RDONLY as u32,
+                &format!("executable {exe_path}"),
+            )?
+            .0 as u64,
+        )
     };
     memory::unmap_all_but(inj, &keep)?;
     // Before the memory is filled: it decides how the pages are faulted in. Set when it may
@@ -1388,7 +1382,7 @@ fn restore_memory(
         debug!("vdso at {start:#x}-{end:#x}");
     }
     let image = ImageKind::Pages.file_name(Some(u64::from(img.pages_id)))?;
-    let mut fills = memory::PendingFills::new(pages_path, image.clone(), PATH_OFF);
+    let mut fills = memory::PendingFills::new(pages_path, image.clone());
     let pages = memory::PagesSource {
         copier: &env.copier,
         fd: pages_fd,
@@ -1404,7 +1398,6 @@ fn restore_memory(
         shm,
         files,
         &inherited,
-        PATH_OFF,
         &mut fills,
     )
     .map_err(|e| {
@@ -1414,7 +1407,7 @@ fn restore_memory(
             e,
         )
     })?;
-    memory::restore_mm_fields(inj, &img.mm, exe_fd, PATH_OFF)
+    memory::restore_mm_fields(inj, &img.mm, exe_fd)
         .map_err(|e| ctx("mm fields", &format!("mm-{vpid}.img"), e))?;
     // Not kept open while the copier fills the memory: a process sharing this fd table could
     // fork it into a child.
@@ -1461,23 +1454,23 @@ fn drive_puppet(
     }
     // Zombie children made SIGCHLDs pending here; SIG_IGN discards them (the dumped queue,
     // with its own SIGCHLD, is put back later).
-    inj.write_scratch(0, &{
-        let mut act = [0u8; 32];
-        act[..8].copy_from_slice(&1u64.to_ne_bytes());
-        act
-    })?;
-    inj.syscall(
-        "discard SIGCHLDs",
-        libc::SYS_rt_sigaction,
-        &[libc::SIGCHLD as u64, inj.scratch().0, 0, 8],
-    )?;
+    {
+        let s = inj.scratch();
+        let ign = s.bytes(&{
+            let mut act = [0u8; 32];
+            act[..8].copy_from_slice(&1u64.to_ne_bytes());
+            act
+        })?;
+        inj.syscall(
+            "discard SIGCHLDs",
+            libc::SYS_rt_sigaction,
+            &[libc::SIGCHLD as u64, ign.0, 0, 8],
+        )?;
+    }
     signals::restore_sigactions(inj, &tc.sigactions)
         .map_err(|e| ctx("sigactions", &core_img, e))?;
     if let Some(t) = &tc.timers {
         timers::restore_timers(inj, t).map_err(|e| ctx("timers", &core_img, e))?;
-    }
-    if let Some(r) = &tc.rlimits {
-        task_attrs::restore_rlimits(inj, r).map_err(|e| ctx("rlimits", &core_img, e))?;
     }
     task_attrs::restore_process_attrs(inj, &tc, img.fs.umask.unwrap_or(0o022))
         .map_err(|e| ctx("task attributes", &core_img, e))?;
@@ -1505,8 +1498,13 @@ fn drive_puppet(
         restore_thread(&t.inj, core, &core_img, true)?;
     }
     if fill_fds {
-        files::restore_fds(inj, &img.fdinfos, files, PATH_OFF)
+        files
+            .restore_fds(inj, &img.fdinfos)
             .map_err(|e| ctx("file descriptors", "fdinfo/files.img", e))?;
+    }
+    // After the fds: the limit on open files may be below the fds the process holds.
+    if let Some(r) = &tc.rlimits {
+        task_attrs::restore_rlimits(inj, r).map_err(|e| ctx("rlimits", &core_img, e))?;
     }
     task_attrs::restore_fs(inj, &img.fs, files)
         .map_err(|e| ctx("cwd and root", &format!("fs-{vpid}.img"), e))?;

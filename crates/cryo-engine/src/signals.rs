@@ -18,9 +18,6 @@ use crate::remote::Injector;
 use cryo_image::pb;
 use cryo_sys::{ptrace, Pid};
 
-/// Offset in the scratch area used here.
-const SA_OFF: u64 = 0;
-
 /// Dump the sigactions of signals 1..=64 (SIGKILL and SIGSTOP get default entries).
 pub fn dump_sigactions(inj: &Injector) -> Result<Vec<pb::SaEntry>> {
     let mut out = Vec::with_capacity(64);
@@ -36,13 +33,14 @@ pub fn dump_sigactions(inj: &Injector) -> Result<Vec<pb::SaEntry>> {
             });
             continue;
         }
-        let old = inj.scratch().offset(SA_OFF);
+        let s = inj.scratch();
+        let old = s.zeroed(32)?;
         inj.syscall(
             "read sigaction",
             libc::SYS_rt_sigaction,
-            &[sig, 0, old.0, 8],
+            &[sig, 0, old.addr.0, 8],
         )?;
-        let b = inj.read_scratch(SA_OFF, 32)?;
+        let b = s.read(old)?;
         let w = |i: usize| {
             u64::from_ne_bytes([
                 b[i],
@@ -81,7 +79,8 @@ pub fn restore_sigactions(inj: &Injector, sas: &[pb::SaEntry]) -> Result<()> {
         for v in [h, f, r, m] {
             b.extend_from_slice(&v.to_ne_bytes());
         }
-        let act = inj.write_scratch(SA_OFF, &b)?;
+        let s = inj.scratch();
+        let act = s.bytes(&b)?;
         inj.syscall(
             &format!("set sigaction of signal {sig}"),
             libc::SYS_rt_sigaction,
@@ -93,9 +92,10 @@ pub fn restore_sigactions(inj: &Injector, sas: &[pb::SaEntry]) -> Result<()> {
 
 /// The alternate signal stack of the task.
 pub fn dump_sigaltstack(inj: &Injector) -> Result<pb::ThreadSasEntry> {
-    let old = inj.scratch().offset(SA_OFF);
-    inj.syscall("read sigaltstack", libc::SYS_sigaltstack, &[0, old.0])?;
-    let b = inj.read_scratch(SA_OFF, 24)?;
+    let s = inj.scratch();
+    let old = s.zeroed(24)?;
+    inj.syscall("read sigaltstack", libc::SYS_sigaltstack, &[0, old.addr.0])?;
+    let b = s.read(old)?;
     let sp = u64::from_ne_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
     let flags = u32::from_ne_bytes([b[8], b[9], b[10], b[11]]);
     let size = u64::from_ne_bytes([b[16], b[17], b[18], b[19], b[20], b[21], b[22], b[23]]);
@@ -117,7 +117,8 @@ pub fn restore_sigaltstack(inj: &Injector, sas: &pb::ThreadSasEntry) -> Result<(
     b.extend_from_slice(&flags.to_ne_bytes());
     b.extend_from_slice(&0u32.to_ne_bytes());
     b.extend_from_slice(&(if disabled { 0 } else { sas.ss_size }).to_ne_bytes());
-    let p = inj.write_scratch(SA_OFF, &b)?;
+    let s = inj.scratch();
+    let p = s.bytes(&b)?;
     inj.syscall("set sigaltstack", libc::SYS_sigaltstack, &[p.0, 0])?;
     Ok(())
 }
@@ -154,7 +155,8 @@ pub fn restore_pending(
         let mut info = si.siginfo.clone();
         info.resize(128, 0);
         let signo = u32::from_ne_bytes([info[0], info[1], info[2], info[3]]) as u64;
-        let p = inj.write_scratch(SA_OFF, &info)?;
+        let s = inj.scratch();
+        let p = s.bytes(&info)?;
         if shared {
             inj.syscall(
                 &format!("queue signal {signo}"),

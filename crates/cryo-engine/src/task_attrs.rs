@@ -10,13 +10,13 @@
 //! # Restore
 //! The same calls made by the puppet on itself; cwd and root by path.
 
+use crate::cx::DumpCx;
 use crate::error::{Error, Result, TaskCtx};
-use crate::files::reg::RegFiles;
+use crate::files::{reg, FileTable};
 use crate::remote::Injector;
 use cryo_image::pb;
 use cryo_sys::{ptrace, task, Pid};
 
-const OFF: u64 = 0;
 /// Number of rlimits (RLIM_NLIMITS).
 const RLIM_NLIMITS: u64 = 16;
 /// PR_GET_TID_ADDRESS (needs CONFIG_CHECKPOINT_RESTORE).
@@ -41,9 +41,10 @@ fn word(b: &[u8], i: usize) -> u64 {
 pub fn dump_rlimits(inj: &Injector) -> Result<pb::TaskRlimitsEntry> {
     let mut rlimits = Vec::new();
     for res in 0..RLIM_NLIMITS {
-        let p = inj.scratch().offset(OFF);
-        inj.syscall("read rlimit", libc::SYS_prlimit64, &[0, res, 0, p.0])?;
-        let b = inj.read_scratch(OFF, 16)?;
+        let s = inj.scratch();
+        let p = s.zeroed(16)?;
+        inj.syscall("read rlimit", libc::SYS_prlimit64, &[0, res, 0, p.addr.0])?;
+        let b = s.read(p)?;
         rlimits.push(pb::RlimitEntry {
             cur: word(&b, 0),
             max: word(&b, 8),
@@ -57,7 +58,8 @@ pub fn restore_rlimits(inj: &Injector, r: &pb::TaskRlimitsEntry) -> Result<()> {
     for (res, l) in r.rlimits.iter().enumerate() {
         let mut b = l.cur.to_ne_bytes().to_vec();
         b.extend_from_slice(&l.max.to_ne_bytes());
-        let p = inj.write_scratch(OFF, &b)?;
+        let s = inj.scratch();
+        let p = s.bytes(&b)?;
         inj.syscall(
             &format!("set rlimit {res} to {}/{}", l.cur, l.max),
             libc::SYS_prlimit64,
@@ -69,9 +71,10 @@ pub fn restore_rlimits(inj: &Injector, r: &pb::TaskRlimitsEntry) -> Result<()> {
 
 /// A value only a prctl in the task itself returns through a pointer.
 fn prctl_get_ptr(inj: &Injector, what: &str, option: u64, len: usize) -> Result<u64> {
-    inj.write_scratch(OFF, &[0u8; 8])?;
-    inj.syscall(what, libc::SYS_prctl, &[option, inj.scratch().0, 0, 0, 0])?;
-    let b = inj.read_scratch(OFF, 8)?;
+    let s = inj.scratch();
+    let p = s.zeroed(8)?;
+    inj.syscall(what, libc::SYS_prctl, &[option, p.addr.0, 0, 0, 0])?;
+    let b = s.read(p)?;
     Ok(if len == 4 {
         u64::from(u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
     } else {
@@ -164,7 +167,8 @@ pub fn restore_thread_attrs(
         .filter(|&p| (p, tc.sched_prio.unwrap_or(0)) != (cur_policy, cur_prio))
     {
         let prio = tc.sched_prio.unwrap_or(0);
-        let p = inj.write_scratch(OFF, &prio.to_ne_bytes())?;
+        let s = inj.scratch();
+        let p = s.bytes(&prio.to_ne_bytes())?;
         inj.syscall(
             "set scheduling policy",
             libc::SYS_sched_setscheduler,
@@ -184,7 +188,8 @@ pub fn restore_thread_attrs(
         .as_ref()
         .filter(|c| c.as_str() != cur_comm.trim_end_matches('\n'))
     {
-        let p = inj.write_cstr(OFF, comm)?;
+        let s = inj.scratch();
+        let p = s.cstr(comm)?;
         inj.syscall(
             "set comm",
             libc::SYS_prctl,
@@ -266,7 +271,12 @@ pub fn restore_pdeath_sig(inj: &Injector, tc: &pb::ThreadCoreEntry) -> Result<()
 }
 
 /// Dump cwd and root as directory entries in `files`.
-pub fn dump_fs(pid: Pid, files: &mut RegFiles, umask: u32) -> Result<pb::FsEntry> {
+pub fn dump_fs(
+    pid: Pid,
+    cx: &mut DumpCx,
+    files: &mut FileTable,
+    umask: u32,
+) -> Result<pb::FsEntry> {
     let mut id_of = |which: &str| -> Result<u32> {
         let link_path = format!("/proc/{pid}/{which}");
         let target = std::fs::read_link(&link_path).map_err(|source| Error::Path {
@@ -274,7 +284,9 @@ pub fn dump_fs(pid: Pid, files: &mut RegFiles, umask: u32) -> Result<pb::FsEntry
             path: link_path.clone(),
             source,
         })?;
-        files.add(
+        reg::add_path(
+            files,
+            cx,
             pid,
             &link_path,
             &target.to_string_lossy(),
@@ -290,14 +302,16 @@ pub fn dump_fs(pid: Pid, files: &mut RegFiles, umask: u32) -> Result<pb::FsEntry
 }
 
 /// chdir/chroot the puppet.
-pub fn restore_fs(inj: &Injector, fs: &pb::FsEntry, files: &RegFiles) -> Result<()> {
-    let root = files.open_path(fs.root_id)?;
+pub fn restore_fs(inj: &Injector, fs: &pb::FsEntry, files: &FileTable) -> Result<()> {
+    let root = reg::open_path(files, fs.root_id)?;
     if root != "/" {
-        let p = inj.write_cstr(OFF, &root)?;
+        let s = inj.scratch();
+        let p = s.cstr(&root)?;
         inj.syscall(&format!("chroot to {root}"), libc::SYS_chroot, &[p.0])?;
     }
-    let cwd = files.open_path(fs.cwd_id)?;
-    let p = inj.write_cstr(OFF, &cwd)?;
+    let cwd = reg::open_path(files, fs.cwd_id)?;
+    let s = inj.scratch();
+    let p = s.cstr(&cwd)?;
     inj.syscall(&format!("chdir to {cwd}"), libc::SYS_chdir, &[p.0])?;
     Ok(())
 }

@@ -14,7 +14,6 @@ use crate::remote::Injector;
 use cryo_image::pb;
 use cryo_sys::procfs;
 
-const OFF: u64 = 0;
 /// prctl(PR_TIMER_CREATE_RESTORE_IDS) (Linux 6.16, include/uapi/linux/prctl.h).
 const PR_TIMER_CREATE_RESTORE_IDS: u64 = 77;
 
@@ -28,9 +27,14 @@ fn words(b: &[u8]) -> Vec<u64> {
 pub fn dump_timers(inj: &Injector) -> Result<pb::TaskTimersEntry> {
     let mut it = Vec::new();
     for which in [libc::ITIMER_REAL, libc::ITIMER_VIRTUAL, libc::ITIMER_PROF] {
-        let p = inj.scratch().offset(OFF);
-        inj.syscall("read itimer", libc::SYS_getitimer, &[which as u64, p.0])?;
-        let w = words(&inj.read_scratch(OFF, 32)?);
+        let s = inj.scratch();
+        let p = s.zeroed(32)?;
+        inj.syscall(
+            "read itimer",
+            libc::SYS_getitimer,
+            &[which as u64, p.addr.0],
+        )?;
+        let w = words(&s.read(p)?);
         // itimerval: interval {sec, usec}, value {sec, usec}
         it.push(pb::ItimerEntry {
             isec: w[0],
@@ -41,13 +45,14 @@ pub fn dump_timers(inj: &Injector) -> Result<pb::TaskTimersEntry> {
     }
     let mut posix = Vec::new();
     for t in procfs::read_timers(inj.pid())? {
-        let p = inj.scratch().offset(OFF);
+        let s = inj.scratch();
+        let p = s.zeroed(32)?;
         inj.syscall(
             &format!("read posix timer {}", t.id),
             libc::SYS_timer_gettime,
-            &[t.id as u64, p.0],
+            &[t.id as u64, p.addr.0],
         )?;
-        let w = words(&inj.read_scratch(OFF, 32)?);
+        let w = words(&s.read(p)?);
         let overrun = inj.syscall(
             "read timer overrun",
             libc::SYS_timer_getoverrun,
@@ -110,7 +115,8 @@ pub fn restore_timers(inj: &Injector, t: &pb::TaskTimersEntry) -> Result<()> {
             .iter()
             .flat_map(|w| w.to_ne_bytes())
             .collect();
-        let p = inj.write_scratch(OFF, &b)?;
+        let s = inj.scratch();
+        let p = s.bytes(&b)?;
         inj.syscall("set itimer", libc::SYS_setitimer, &[which as u64, p.0, 0])?;
     }
     if t.posix.is_empty() {
@@ -129,14 +135,15 @@ pub fn restore_timers(inj: &Injector, t: &pb::TaskTimersEntry) -> Result<()> {
         ev.extend_from_slice(&pt.it_sigev_notify.to_ne_bytes());
         ev.extend_from_slice(&(pt.notify_thread_id.unwrap_or(0) as u32).to_ne_bytes());
         ev.resize(64, 0);
-        let evp = inj.write_scratch(OFF, &ev)?;
-        let idp = inj.write_scratch(OFF + 64, &pt.it_id.to_ne_bytes())?;
+        let s = inj.scratch();
+        let evp = s.bytes(&ev)?;
+        let idp = s.slot(&pt.it_id.to_ne_bytes())?;
         inj.syscall(
             &format!("create posix timer {}", pt.it_id),
             libc::SYS_timer_create,
-            &[u64::from(pt.clock_id), evp.0, idp.0],
+            &[u64::from(pt.clock_id), evp.0, idp.addr.0],
         )?;
-        let got = inj.read_scratch(OFF + 64, 4)?;
+        let got = s.read(idp)?;
         let got = u32::from_ne_bytes([got[0], got[1], got[2], got[3]]);
         if got != pt.it_id {
             return Err(Error::Unsupported(format!(
@@ -149,7 +156,7 @@ pub fn restore_timers(inj: &Injector, t: &pb::TaskTimersEntry) -> Result<()> {
                 .iter()
                 .flat_map(|w| w.to_ne_bytes())
                 .collect();
-            let p = inj.write_scratch(OFF + 128, &b)?;
+            let p = s.bytes(&b)?;
             inj.syscall(
                 "arm posix timer",
                 libc::SYS_timer_settime,

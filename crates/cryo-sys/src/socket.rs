@@ -298,10 +298,145 @@ pub fn send_all(fd: BorrowedFd<'_>, data: &[u8], packet: bool) -> io::Result<()>
     }
 }
 
+/// Most fds one `SCM_RIGHTS` message carries (`SCM_MAX_FD`, include/net/scm.h).
+pub const SCM_MAX_FD: usize = 253;
+
+/// Send one byte with `fds` attached (`SCM_RIGHTS`, at most [`SCM_MAX_FD`]; an fd may be given
+/// more than once), without blocking and without SIGPIPE.
+pub fn send_fds(sock: BorrowedFd<'_>, fds: &[BorrowedFd<'_>]) -> io::Result<()> {
+    if fds.is_empty() || fds.len() > SCM_MAX_FD {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    let raw: Vec<libc::c_int> = fds.iter().map(|f| f.as_raw_fd()).collect();
+    let data_len = std::mem::size_of_val(raw.as_slice());
+    // SAFETY: CMSG_SPACE only computes a size.
+    let space = unsafe { libc::CMSG_SPACE(data_len as u32) } as usize;
+    let mut control = vec![0u64; space.div_ceil(8)];
+    let mut byte = [0u8; 1];
+    let mut iov = libc::iovec {
+        iov_base: byte.as_mut_ptr().cast(),
+        iov_len: 1,
+    };
+    // SAFETY: msghdr is plain data; the fields used are set below.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = space;
+    // SAFETY: the control buffer is `space` bytes, room for one header and `data_len` bytes
+    // of data: CMSG_FIRSTHDR is not null and CMSG_DATA stays inside it.
+    unsafe {
+        let c = libc::CMSG_FIRSTHDR(&msg);
+        (*c).cmsg_level = libc::SOL_SOCKET;
+        (*c).cmsg_type = libc::SCM_RIGHTS;
+        (*c).cmsg_len = libc::CMSG_LEN(data_len as u32) as usize;
+        std::ptr::copy_nonoverlapping(raw.as_ptr().cast::<u8>(), libc::CMSG_DATA(c), data_len);
+    }
+    loop {
+        // SAFETY: msg points at iov and control, valid for the lengths given.
+        let rc = unsafe {
+            libc::sendmsg(
+                sock.as_raw_fd(),
+                &msg,
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            )
+        };
+        if rc >= 0 {
+            return Ok(());
+        }
+        if io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            return Err(io::Error::last_os_error());
+        }
+    }
+}
+
+/// The bytes of a `struct msghdr` (x86_64 layout, 56 bytes) for a recvmsg(2) run in another
+/// task: one iovec at `iov`, a control buffer of `control_len` bytes at `control`.
+pub fn msghdr_bytes(iov: u64, control: u64, control_len: u64) -> Vec<u8> {
+    let mut b = Vec::with_capacity(56);
+    for v in [0u64, 0, iov, 1, control, control_len, 0] {
+        b.extend_from_slice(&v.to_ne_bytes());
+    }
+    b
+}
+
+/// Room for a control message carrying `n` fds (`CMSG_SPACE(n * 4)`).
+pub fn rights_space(n: usize) -> usize {
+    // SAFETY: CMSG_SPACE only computes a size.
+    unsafe { libc::CMSG_SPACE((n * std::mem::size_of::<libc::c_int>()) as u32) as usize }
+}
+
+/// The fds of the `SCM_RIGHTS` messages in `control`, a control buffer a recvmsg(2) filled
+/// (read back from another task), `used` bytes of it valid (`msg_controllen` after the call).
+pub fn parse_rights(control: &[u8], used: usize) -> Vec<i32> {
+    let mut out = Vec::new();
+    let hdr = std::mem::size_of::<libc::cmsghdr>();
+    let used = used.min(control.len());
+    let mut at = 0usize;
+    while at + hdr <= used {
+        let word = |o: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&control[o..o + 8]);
+            u64::from_ne_bytes(w)
+        };
+        let int = |o: usize| {
+            let mut w = [0u8; 4];
+            w.copy_from_slice(&control[o..o + 4]);
+            i32::from_ne_bytes(w)
+        };
+        let len = word(at) as usize;
+        if len < hdr || at + len > used {
+            break;
+        }
+        if int(at + 8) == libc::SOL_SOCKET && int(at + 12) == libc::SCM_RIGHTS {
+            let mut o = at + hdr;
+            while o + 4 <= at + len {
+                out.push(int(o));
+                o += 4;
+            }
+        }
+        at += len.div_ceil(8) * 8;
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::os::fd::AsFd;
+
+    /// A control buffer made by the kernel parses back to the fds it carries.
+    #[test]
+    fn rights_are_sent_and_parsed() {
+        let (a, b) = socketpair(libc::SOCK_DGRAM).expect("socketpair");
+        let (x, y) = socketpair(libc::SOCK_STREAM).expect("socketpair");
+        send_fds(a.as_fd(), &[x.as_fd(), y.as_fd(), x.as_fd()]).expect("send");
+        let mut byte = [0u8; 1];
+        let mut iov = libc::iovec {
+            iov_base: byte.as_mut_ptr().cast(),
+            iov_len: 1,
+        };
+        let mut control = vec![0u8; rights_space(SCM_MAX_FD)];
+        // SAFETY: msghdr is plain data; the fields used are set below.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = control.len();
+        // SAFETY: msg points at valid buffers of the lengths given.
+        let rc = unsafe { libc::recvmsg(b.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
+        assert_eq!(rc, 1);
+        let fds = parse_rights(&control, msg.msg_controllen);
+        assert_eq!(fds.len(), 3);
+        for fd in fds {
+            // SAFETY: the kernel just installed these fds in this process.
+            drop(unsafe { OwnedFd::from_raw_fd(fd) });
+        }
+        assert_eq!(
+            msghdr_bytes(1, 2, 3).len(),
+            std::mem::size_of::<libc::msghdr>()
+        );
+    }
 
     #[test]
     fn peek_leaves_the_queue_and_the_offset() {

@@ -1,6 +1,8 @@
 //! The cryo command line: `cryo dump|restore|check` with CRIU's options (see `cli`), one module per
-//! command. Exit status: 0 on success, 1 on failure or a bad command line (as CRIU), and for a
-//! restore that waits, the restored root task's own status.
+//! command. Exit status: 0 on success; 1 on a bad command line (as CRIU); on a failure, its
+//! class (`cryo_engine::error::ErrorClass`: an errno value, such as 3 (ESRCH) for a process
+//! that does not exist, 95 (EOPNOTSUPP) for a resource cryo refuses, or 1); and for a restore
+//! that waits, the restored root task's own status.
 #![forbid(unsafe_code)]
 
 mod check;
@@ -141,7 +143,15 @@ fn run(argv: &[OsString], start: Instant) -> u8 {
                 tracing::error!(target: log::SUMMARY_TARGET, "{e:#}");
             }
             eprintln!("Error: {e:#}");
-            1
+            exit_code(&e)
         }
     }
+}
+
+/// The exit status of a failed command: the class of the engine's error (see
+/// [`cryo_engine::error::ErrorClass`]), else 1.
+fn exit_code(e: &anyhow::Error) -> u8 {
+    e.chain()
+        .find_map(|c| c.downcast_ref::<cryo_engine::Error>())
+        .map_or(1, |e| e.class().code())
 }

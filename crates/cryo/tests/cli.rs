@@ -95,7 +95,8 @@ fn dump_of_missing_pid_fails_cleanly() {
     // PIDs never go this high (pid_max is at most 2^22).
     let o = cryo(&["dump", "-t", "2147483647", "-D", d, "-o", "dump.log", "-v4"]);
     assert_no_panic(&o);
-    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    // ESRCH, as CRIU's cr_errno.
+    assert_eq!(o.status.code(), Some(3), "{o:?}");
     let err = text(&o.stderr);
     assert!(err.starts_with("Error: "), "{err}");
     assert!(err.contains("2147483647"), "{err}");

@@ -22,12 +22,12 @@
 //! one new memfd. `F_SEAL_FUTURE_WRITE` (with `F_SEAL_SEAL`, which would forbid adding it) is
 //! added by [`Memfds::apply_seals`] once every mapping is made.
 
-use super::reg::RegFiles;
+use super::kind::{any_kind, no_fown, FdKind, FdParams, Opened};
+use super::table::FileTable;
+use crate::cx::{DumpCx, RestoreCx};
 use crate::error::{Error, Result};
-use crate::memory::ShmemDump;
-use crate::remote::Injector;
 use cryo_image::{pb, ImageKind};
-use cryo_sys::{shmem, Pid};
+use cryo_sys::shmem;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::os::fd::AsRawFd;
@@ -119,16 +119,6 @@ fn memfd_name(link: &str) -> &str {
     name.strip_suffix(DELETED_SUFFIX).unwrap_or(name)
 }
 
-fn no_fown() -> pb::FownEntry {
-    pb::FownEntry {
-        uid: 0,
-        euid: 0,
-        signum: 0,
-        pid_type: 0,
-        pid: 0,
-    }
-}
-
 impl Memfds {
     /// Dump: the inode id of the memfd reachable at `open_path`, whose link reads `link`;
     /// recorded with its seals, owner and size the first time it is seen.
@@ -174,43 +164,9 @@ impl Memfds {
         Ok(id)
     }
 
-    /// Dump: copy the contents of every memfd met since the last call into shared memory
-    /// pages (`pages_id`: the first free pages-image id, advanced). Returns the pages written.
-    /// Must run after the fds and mappings of every process were dumped, while the tree is
-    /// stopped: the memory dump of each process calls it.
-    pub fn dump_contents(
-        &mut self,
-        dir: &Path,
-        pages_id: &mut u32,
-        shmem: &mut ShmemDump,
-    ) -> Result<u64> {
-        let mut pages = 0;
-        for inode in self.inodes.values_mut() {
-            if let Some(file) = inode.file.take() {
-                pages += shmem.add_from_object(dir, pages_id, inode.shmid, &file, 0, inode.size)?;
-            }
-        }
-        Ok(pages)
-    }
-
-    /// Dump: write `memfd.img`.
-    pub fn write_images(&self, dir: &Path) -> Result<()> {
-        if let Some(i) = self.inodes.values().find(|i| i.file.is_some()) {
-            // A memfd met after the last memory dump would lose its contents.
-            return Err(Error::Unsupported(format!(
-                "a memfd (inode {}) found after the memory dumps",
-                i.shmid
-            )));
-        }
-        if !self.entries.is_empty() {
-            cryo_image::write_all_entries(dir, ImageKind::MemfdInode, None, &self.entries)?;
-        }
-        Ok(())
-    }
-
     /// Restore: make every memfd of `memfd.img`, filled and sealed (but for the late seals),
     /// and check that every memfd entry of `entries` has its inode.
-    pub fn load(dir: &Path, entries: &[pb::FileEntry]) -> Result<Memfds> {
+    fn make_memfds(&mut self, dir: &Path, entries: &[&pb::FileEntry]) -> Result<()> {
         let inodes: Vec<pb::MemfdInodeEntry> =
             cryo_image::read_all_entries(dir, ImageKind::MemfdInode, None)?;
         let mut objs = BTreeMap::new();
@@ -255,14 +211,13 @@ impl Memfds {
                 });
             }
         }
-        Ok(Memfds {
-            objs,
-            ..Default::default()
-        })
+        self.objs = objs;
+        Ok(())
     }
 
-    /// Restore: the path through which the puppets open memfd inode `inode_id`.
-    fn proc_path(&self, inode_id: u32) -> Result<String> {
+    /// Restore: the path through which memfd inode `inode_id` is opened, from a process whose
+    /// /proc calls cryo `me` ("self" in cryo).
+    fn proc_path(&self, inode_id: u32, me: &str) -> Result<String> {
         let obj = self
             .objs
             .get(&u64::from(inode_id))
@@ -270,24 +225,12 @@ impl Memfds {
                 image: "memfd.img".into(),
                 what: format!("memfd inode {inode_id} was not made"),
             })?;
-        Ok(format!(
-            "/proc/{}/fd/{}",
-            std::process::id(),
-            obj.file.as_raw_fd()
-        ))
-    }
-
-    /// Restore: open memfd entry `m` in the puppet with its flags and position; returns the
-    /// fd number.
-    pub fn open_in(&self, inj: &Injector, m: &pb::MemfdFileEntry, scratch_off: u64) -> Result<u64> {
-        let path = self.proc_path(m.inode_id)?;
-        let what = format!("memfd {}", m.id);
-        super::reopen_in(inj, &path, m.flags, m.pos, scratch_off, &what)
+        Ok(format!("/proc/{me}/fd/{}", obj.file.as_raw_fd()))
     }
 
     /// Restore: add the seals that had to wait for the mappings (`F_SEAL_FUTURE_WRITE`), once;
     /// to be called when every address space of the tree is restored.
-    pub fn apply_seals(&self) -> Result<()> {
+    fn apply_seals(&self) -> Result<()> {
         if self.seals_applied.swap(true, Ordering::SeqCst) {
             return Ok(());
         }
@@ -304,37 +247,127 @@ impl Memfds {
     }
 }
 
-/// Dump: fd `fd` of `pid`, a memfd whose link reads `link`, open with status `flags` at `pos`.
-/// Adds its file entry to `files` and returns its id.
-pub fn dump_fd(
-    files: &mut RegFiles,
-    pid: Pid,
-    fd: i32,
-    link: &str,
-    flags: u32,
-    pos: u64,
-) -> Result<u32> {
-    let inode_id = files.memfds.inode(&format!("/proc/{pid}/fd/{fd}"), link)?;
-    let id = files.next_id();
-    files
-        .entries
-        .push(memfd_file_entry(id, flags, pos, inode_id));
-    Ok(id)
+impl FdKind for Memfds {
+    fn name(&self) -> &'static str {
+        "memfd"
+    }
+
+    fn fd_type(&self) -> pb::FdTypes {
+        pb::FdTypes::Memfd
+    }
+
+    fn claims(&self, _cx: &DumpCx, p: &FdParams) -> bool {
+        p.link.starts_with(MEMFD_PREFIX) && p.meta.is_file()
+    }
+
+    fn dump(&mut self, _cx: &mut DumpCx, p: &FdParams, id: u32) -> Result<pb::FileEntry> {
+        if !is_memfd(
+            &p.link,
+            Some(&p.meta),
+            &format!("fd {} of pid {}", p.fd, p.pid),
+        )? {
+            return Err(p.refuse("a file named like a memfd"));
+        }
+        let inode_id = self.inode(&format!("/proc/{}/fd/{}", p.pid, p.fd), &p.link)?;
+        let mut e = memfd_file_entry(id, p.info.flags, p.info.pos, inode_id);
+        if let Some(m) = e.memfd.as_mut() {
+            m.fown = p.fown;
+        }
+        Ok(e)
+    }
+
+    /// `memfd.img`.
+    fn write_images(&mut self, cx: &DumpCx) -> Result<()> {
+        if let Some(i) = self.inodes.values().find(|i| i.file.is_some()) {
+            // A memfd met after the last memory dump would lose its contents.
+            return Err(Error::Unsupported(format!(
+                "a memfd (inode {}) found after the memory dumps",
+                i.shmid
+            )));
+        }
+        if !self.entries.is_empty() {
+            cryo_image::write_all_entries(cx.dir, ImageKind::MemfdInode, None, &self.entries)?;
+        }
+        Ok(())
+    }
+
+    fn load(&mut self, cx: &RestoreCx, entries: &[&pb::FileEntry]) -> Result<()> {
+        self.make_memfds(cx.dir, entries)
+    }
+
+    /// Every address space of the tree is restored before any fd table: the seals that
+    /// forbid new writable mappings can go on now.
+    fn before_fds(&self) -> Result<()> {
+        self.apply_seals()
+    }
+
+    /// A new open file of cryo's memfd, with the entry's flags and position.
+    fn open(&self, _files: &FileTable, entry: &pb::FileEntry) -> Result<Opened> {
+        let m = entry.memfd.as_ref().ok_or_else(|| Error::BadImage {
+            image: "files.img".into(),
+            what: format!("file {} is no memfd", entry.id),
+        })?;
+        let path = self.proc_path(m.inode_id, "self")?;
+        let path_err = |what: &str, source| Error::Path {
+            what: what.into(),
+            path: format!("memfd {}", m.id),
+            source,
+        };
+        let file = super::open_with_flags(&path, m.flags).map_err(|e| path_err("open", e))?;
+        if m.pos != 0 {
+            use std::io::Seek;
+            let mut f = &file;
+            f.seek(std::io::SeekFrom::Start(m.pos))
+                .map_err(|e| path_err("seek", e))?;
+        }
+        Ok(Opened::Local(file.into()))
+    }
+
+    fn flags_and_owner<'a>(&self, entry: &'a pb::FileEntry) -> Option<(u32, &'a pb::FownEntry)> {
+        entry.memfd.as_ref().map(|m| (m.flags, &m.fown))
+    }
+
+    any_kind!();
+}
+
+/// Dump: copy the contents of every memfd met since the last call into shared memory pages.
+/// Returns the pages written. Must run after the fds and mappings of every process were
+/// dumped, while the tree is stopped: the memory dump of each process calls it.
+pub fn dump_contents(files: &mut FileTable, cx: &mut DumpCx) -> Result<u64> {
+    let mut pages = 0;
+    for inode in files.kind_mut::<Memfds>()?.inodes.values_mut() {
+        if let Some(file) = inode.file.take() {
+            pages += cx.shmem.add_from_object(
+                cx.dir,
+                &mut cx.pages_id,
+                inode.shmid,
+                &file,
+                0,
+                inode.size,
+            )?;
+        }
+    }
+    Ok(pages)
 }
 
 /// Dump: a mapping of a memfd, reachable at `link_path` (/proc/PID/map_files/A-B) whose link
 /// reads `link`, opened with `fdflags`. Returns the id of the file entry the VMA names (one per
 /// inode and open mode).
-pub fn dump_vma(files: &mut RegFiles, link_path: &str, link: &str, fdflags: u32) -> Result<u32> {
-    let inode_id = files.memfds.inode(link_path, link)?;
-    if let Some(&id) = files.memfds.map_ids.get(&(inode_id, fdflags)) {
+pub fn dump_vma(
+    files: &mut FileTable,
+    cx: &mut DumpCx,
+    link_path: &str,
+    link: &str,
+    fdflags: u32,
+) -> Result<u32> {
+    let memfds = files.kind_mut::<Memfds>()?;
+    let inode_id = memfds.inode(link_path, link)?;
+    if let Some(&id) = memfds.map_ids.get(&(inode_id, fdflags)) {
         return Ok(id);
     }
-    let id = files.next_id();
-    files
-        .entries
-        .push(memfd_file_entry(id, fdflags, 0, inode_id));
-    files.memfds.map_ids.insert((inode_id, fdflags), id);
+    let id = cx.ids.next_id();
+    memfds.map_ids.insert((inode_id, fdflags), id);
+    files.push_entry(memfd_file_entry(id, fdflags, 0, inode_id));
     Ok(id)
 }
 
@@ -354,7 +387,7 @@ fn memfd_file_entry(id: u32, flags: u32, pos: u64, inode_id: u32) -> pb::FileEnt
 }
 
 /// Restore: the path a puppet opens to map memfd file `file_id` (the `shmid` of its VMA).
-pub fn map_path(files: &RegFiles, file_id: u32) -> Result<String> {
+pub fn map_path(files: &FileTable, file_id: u32) -> Result<String> {
     let m = files
         .entry(file_id)
         .and_then(|e| e.memfd.as_ref())
@@ -362,7 +395,9 @@ pub fn map_path(files: &RegFiles, file_id: u32) -> Result<String> {
             image: "files.img".into(),
             what: format!("no memfd {file_id} for a mapping"),
         })?;
-    files.memfds.proc_path(m.inode_id)
+    files
+        .kind::<Memfds>()?
+        .proc_path(m.inode_id, &std::process::id().to_string())
 }
 
 #[cfg(test)]

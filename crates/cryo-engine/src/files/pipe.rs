@@ -1,4 +1,4 @@
-//! Pipes: `FileEntry { type: PIPE, pipe: PipeEntry }` per fd in `files.img`, and what each pipe
+//! Pipes: `FileEntry { type: PIPE, pipe: PipeEntry }` per open file in `files.img`, and what each pipe
 //! holds in `pipes-data.img` (a `PipeDataEntry`, then the bytes).
 //!
 //! # Dump
@@ -7,17 +7,17 @@
 //! cryo opens a read end through /proc/PID/fd/N and tee(2)s it into a pipe of its own.
 //!
 //! # Restore
-//! cryo makes each pipe itself, fills it, and keeps both ends; every puppet fd of that pipe
-//! opens /proc/CRYO/fd/END with its flags, so all of them share the one new pipe.
+//! cryo makes each pipe itself, fills it, and keeps both ends; each open file of the pipe is
+//! opened anew through /proc/self/fd/END with its flags, so all of them share the one new pipe.
 
+use super::kind::{any_kind, FdKind, FdParams, Opened};
+use super::table::FileTable;
+use crate::cx::{DumpCx, RestoreCx};
 use crate::error::{Error, Result};
-use crate::remote::Injector;
 use cryo_image::{pb, ImageKind};
-use cryo_sys::Pid;
 use std::collections::BTreeMap;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
 
 /// The pipes of a dump or a restore.
 #[derive(Debug, Default)]
@@ -33,18 +33,24 @@ pub fn pipe_inode(link: &str) -> Option<u32> {
     link.strip_prefix("pipe:[")?.strip_suffix(']')?.parse().ok()
 }
 
-impl Pipes {
-    /// Dump: a pipe fd; returns its entry. The pipe's data is read the first time it is seen.
-    pub fn dump_fd(
-        &mut self,
-        pid: Pid,
-        fd: i32,
-        inode: u32,
-        id: u32,
-        flags: u32,
-    ) -> Result<pb::FileEntry> {
+impl FdKind for Pipes {
+    fn name(&self) -> &'static str {
+        "pipe"
+    }
+
+    fn fd_type(&self) -> pb::FdTypes {
+        pb::FdTypes::Pipe
+    }
+
+    fn claims(&self, _cx: &DumpCx, p: &FdParams) -> bool {
+        pipe_inode(&p.link).is_some()
+    }
+
+    /// The pipe's data is read the first time one of its ends is seen.
+    fn dump(&mut self, _cx: &mut DumpCx, p: &FdParams, id: u32) -> Result<pb::FileEntry> {
+        let inode = pipe_inode(&p.link).ok_or_else(|| p.refuse("not a pipe"))?;
         if let std::collections::btree_map::Entry::Vacant(v) = self.data.entry(inode) {
-            let path = format!("/proc/{pid}/fd/{fd}");
+            let path = format!("/proc/{}/fd/{}", p.pid, p.fd);
             let reader: OwnedFd = std::fs::OpenOptions::new()
                 .read(true)
                 .custom_flags(libc::O_NONBLOCK)
@@ -73,25 +79,19 @@ impl Pipes {
             pipe: Some(pb::PipeEntry {
                 id,
                 pipe_id: inode,
-                flags,
-                fown: pb::FownEntry {
-                    uid: 0,
-                    euid: 0,
-                    signum: 0,
-                    pid_type: 0,
-                    pid: 0,
-                },
+                flags: p.info.flags,
+                fown: p.fown,
             }),
             ..Default::default()
         })
     }
 
-    /// Dump: write `pipes-data.img` (only pipes that hold something).
-    pub fn write_images(&self, dir: &Path) -> Result<()> {
+    /// `pipes-data.img`, with the pipes that hold something.
+    fn write_images(&mut self, cx: &DumpCx) -> Result<()> {
         if self.data.values().all(|(d, _)| d.is_empty()) {
             return Ok(());
         }
-        let mut w = cryo_image::create_image(dir, ImageKind::PipesData, None)?;
+        let mut w = cryo_image::create_image(cx.dir, ImageKind::PipesData, None)?;
         for (&pipe_id, (data, size)) in &self.data {
             if data.is_empty() {
                 continue;
@@ -107,11 +107,10 @@ impl Pipes {
         Ok(())
     }
 
-    /// Restore: make a pipe of cryo's for every pipe in `entries`, filled from
-    /// `pipes-data.img`.
-    pub fn load(dir: &Path, entries: &[pb::FileEntry]) -> Result<Pipes> {
+    /// A pipe of cryo's for every pipe of the entries, filled from `pipes-data.img`.
+    fn load(&mut self, cx: &RestoreCx, entries: &[&pb::FileEntry]) -> Result<()> {
         let mut data: BTreeMap<u32, (Vec<u8>, Option<u32>)> = BTreeMap::new();
-        match cryo_image::open_image(dir, ImageKind::PipesData, None) {
+        match cryo_image::open_image(cx.dir, ImageKind::PipesData, None) {
             Ok(mut r) => {
                 while let Some(e) = r.read_entry::<pb::PipeDataEntry>()? {
                     let bytes = r.read_raw(u64::from(e.bytes))?;
@@ -121,9 +120,8 @@ impl Pipes {
             Err(cryo_image::ImageError::Missing { .. }) => {}
             Err(e) => return Err(e.into()),
         }
-        let mut ends = BTreeMap::new();
         for p in entries.iter().filter_map(|e| e.pipe.as_ref()) {
-            if ends.contains_key(&p.pipe_id) {
+            if self.ends.contains_key(&p.pipe_id) {
                 continue;
             }
             let (bytes, size) = data.remove(&p.pipe_id).unwrap_or_default();
@@ -134,24 +132,35 @@ impl Pipes {
                     source,
                 },
             )?;
-            ends.insert(p.pipe_id, pair);
+            self.ends.insert(p.pipe_id, pair);
         }
-        Ok(Pipes {
-            data: BTreeMap::new(),
-            ends,
-        })
+        Ok(())
     }
 
-    /// Restore: open pipe entry `p` in the puppet; returns the fd number.
-    pub fn open_in(&self, inj: &Injector, p: &pb::PipeEntry, scratch_off: u64) -> Result<u64> {
+    /// A new open file of cryo's pipe, through /proc/self/fd/END with the entry's flags.
+    fn open(&self, _files: &FileTable, entry: &pb::FileEntry) -> Result<Opened> {
+        let p = entry.pipe.as_ref().ok_or_else(|| Error::BadImage {
+            image: "files.img".into(),
+            what: format!("file {} is no pipe", entry.id),
+        })?;
         let (r, w) = self.ends.get(&p.pipe_id).ok_or_else(|| Error::BadImage {
             image: "files.img".into(),
             what: format!("pipe {} was not made", p.pipe_id),
         })?;
         let write_end = p.flags & libc::O_ACCMODE as u32 != libc::O_RDONLY as u32;
         let end = if write_end { w } else { r };
-        let path = format!("/proc/{}/fd/{}", std::process::id(), end.as_raw_fd());
-        let what = format!("pipe:[{}]", p.pipe_id);
-        super::reopen_in(inj, &path, p.flags, 0, scratch_off, &what)
+        let path = format!("/proc/self/fd/{}", end.as_raw_fd());
+        let file = super::open_with_flags(&path, p.flags).map_err(|source| Error::Path {
+            what: "open".into(),
+            path: format!("pipe:[{}]", p.pipe_id),
+            source,
+        })?;
+        Ok(Opened::Local(file.into()))
     }
+
+    fn flags_and_owner<'a>(&self, entry: &'a pb::FileEntry) -> Option<(u32, &'a pb::FownEntry)> {
+        entry.pipe.as_ref().map(|p| (p.flags, &p.fown))
+    }
+
+    any_kind!();
 }

@@ -8,47 +8,67 @@
 //! foreground group. Only with `--shell-job`: the terminal stays with the caller.
 //!
 //! # Restore
-//! The puppet opens /dev/pts/INDEX again. A session leader without a terminal that opens it
-//! gets it back as its controlling terminal.
+//! cryo opens /dev/pts/INDEX again. A session leader without a terminal that had it as its
+//! controlling terminal gets it back as such (TIOCSCTTY).
 
+use super::kind::{any_kind, FdKind, FdParams, Opened};
+use super::table::FileTable;
+use crate::cx::{DumpCx, RestoreCx};
 use crate::error::{Error, Result};
 use crate::remote::Injector;
 use cryo_image::{pb, ImageKind};
-use cryo_sys::procfs::Stat;
+use cryo_sys::{procfs, RemoteFd};
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
 
 /// Major number of Unix98 pty slaves.
 pub const PTS_MAJOR: u64 = 136;
-
-/// Device major of `meta`'s rdev.
-pub fn rdev_major(meta: &std::fs::Metadata) -> u64 {
-    let rdev = meta.rdev();
-    ((rdev >> 8) & 0xfff) | ((rdev >> 32) & !0xfff)
-}
-
-fn rdev_minor(meta: &std::fs::Metadata) -> u64 {
-    let rdev = meta.rdev();
-    (rdev & 0xff) | ((rdev >> 12) & !0xff)
-}
 
 /// The terminals of a dump or a restore.
 #[derive(Debug, Default)]
 pub struct Ttys {
     /// `tty-info.img` entries.
-    pub infos: Vec<pb::TtyInfoEntry>,
+    infos: Vec<pb::TtyInfoEntry>,
 }
 
 impl Ttys {
-    /// Dump: a pty-slave fd of a task whose stat is `stat`; returns its file entry.
-    pub fn dump_fd(
-        &mut self,
-        meta: &std::fs::Metadata,
-        stat: &Stat,
-        id: u32,
-        flags: u32,
-    ) -> pb::FileEntry {
-        let rdev = meta.rdev() as u32;
+    fn info(&self, t: &pb::TtyFileEntry) -> Result<&pb::TtyInfoEntry> {
+        self.infos
+            .iter()
+            .find(|i| i.id == t.tty_info_id)
+            .ok_or_else(|| Error::BadImage {
+                image: "tty-info.img".into(),
+                what: format!("no terminal {}", t.tty_info_id),
+            })
+    }
+}
+
+fn tty_of(entry: &pb::FileEntry) -> Result<&pb::TtyFileEntry> {
+    entry.tty.as_ref().ok_or_else(|| Error::BadImage {
+        image: "files.img".into(),
+        what: format!("file {} is no terminal", entry.id),
+    })
+}
+
+impl FdKind for Ttys {
+    fn name(&self) -> &'static str {
+        "terminal"
+    }
+
+    fn fd_type(&self) -> pb::FdTypes {
+        pb::FdTypes::Tty
+    }
+
+    fn claims(&self, _cx: &DumpCx, p: &FdParams) -> bool {
+        p.is_char_device() && p.rdev_major() == PTS_MAJOR
+    }
+
+    /// A pty-slave fd; the terminal's info the first time it is seen.
+    fn dump(&mut self, cx: &mut DumpCx, p: &FdParams, id: u32) -> Result<pb::FileEntry> {
+        if !cx.opts.shell_job {
+            return Err(p.refuse("a terminal, which needs --shell-job"));
+        }
+        let stat = procfs::read_stat(p.pid)?;
+        let rdev = p.meta.rdev() as u32;
         let info = match self.infos.iter().find(|i| i.rdev == rdev) {
             Some(i) => i.id,
             None => {
@@ -64,10 +84,10 @@ impl Ttys {
                     pgrp: if ctty { stat.tpgid.max(0) as u32 } else { 0 },
                     rdev,
                     pty: Some(pb::TtyPtyEntry {
-                        index: rdev_minor(meta) as u32,
+                        index: p.rdev_minor() as u32,
                     }),
-                    uid: Some(meta.uid()),
-                    gid: Some(meta.gid()),
+                    uid: Some(p.meta.uid()),
+                    gid: Some(p.meta.gid()),
                     ..Default::default()
                 };
                 let id = i.id;
@@ -75,51 +95,36 @@ impl Ttys {
                 id
             }
         };
-        pb::FileEntry {
+        Ok(pb::FileEntry {
             r#type: pb::FdTypes::Tty as i32,
             id,
             tty: Some(pb::TtyFileEntry {
                 id,
                 tty_info_id: info,
-                flags,
-                fown: pb::FownEntry {
-                    uid: 0,
-                    euid: 0,
-                    signum: 0,
-                    pid_type: 0,
-                    pid: 0,
-                },
+                flags: p.info.flags,
+                fown: p.fown,
                 regf_id: None,
             }),
             ..Default::default()
-        }
+        })
     }
 
-    /// Dump: write `tty-info.img`.
-    pub fn write_images(&self, dir: &Path) -> Result<()> {
+    fn write_images(&mut self, cx: &DumpCx) -> Result<()> {
         if !self.infos.is_empty() {
-            cryo_image::write_all_entries(dir, ImageKind::TtyInfo, None, &self.infos)?;
+            cryo_image::write_all_entries(cx.dir, ImageKind::TtyInfo, None, &self.infos)?;
         }
         Ok(())
     }
 
-    /// Restore: read `tty-info.img`.
-    pub fn load(dir: &Path) -> Result<Ttys> {
-        Ok(Ttys {
-            infos: cryo_image::read_all_entries(dir, ImageKind::TtyInfo, None)?,
-        })
+    fn load(&mut self, cx: &RestoreCx, _entries: &[&pb::FileEntry]) -> Result<()> {
+        self.infos = cryo_image::read_all_entries(cx.dir, ImageKind::TtyInfo, None)?;
+        Ok(())
     }
 
-    /// Restore: open terminal file `t` in the puppet; returns the fd number.
-    pub fn open_in(&self, inj: &Injector, t: &pb::TtyFileEntry, scratch_off: u64) -> Result<u64> {
-        let info = self
-            .infos
-            .iter()
-            .find(|i| i.id == t.tty_info_id)
-            .ok_or_else(|| Error::BadImage {
-                image: "tty-info.img".into(),
-                what: format!("no terminal {}", t.tty_info_id),
-            })?;
+    /// /dev/pts/INDEX again, never as cryo's own controlling terminal.
+    fn open(&self, _files: &FileTable, entry: &pb::FileEntry) -> Result<Opened> {
+        let t = tty_of(entry)?;
+        let info = self.info(t)?;
         let index = match (info.r#type, &info.pty) {
             (ty, Some(p)) if ty == pb::TtyType::Pty as i32 => p.index,
             _ => {
@@ -130,13 +135,48 @@ impl Ttys {
             }
         };
         let path = format!("/dev/pts/{index}");
-        let at = inj.write_cstr(scratch_off, &path)?;
-        let flags = (t.flags & !(libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC) as u32)
-            | libc::O_CLOEXEC as u32;
-        inj.syscall(
-            &format!("open terminal {path}"),
-            libc::SYS_openat,
-            &[libc::AT_FDCWD as u64, at.0, u64::from(flags), 0],
-        )
+        let file = super::open_with_flags(&path, t.flags).map_err(|source| Error::Path {
+            what: "open terminal".into(),
+            path,
+            source,
+        })?;
+        Ok(Opened::Local(file.into()))
     }
+
+    /// A session leader without a terminal gets this one back as its controlling terminal
+    /// when it was one (as opening it without O_NOCTTY would do).
+    fn post_open(
+        &self,
+        _files: &FileTable,
+        inj: &Injector,
+        entry: &pb::FileEntry,
+        fd: RemoteFd,
+    ) -> Result<()> {
+        let info = self.info(tty_of(entry)?)?;
+        if info.sid == 0 {
+            return Ok(());
+        }
+        let st = procfs::read_stat(inj.pid())?;
+        // The process's own number, as the images have it.
+        let vpid = procfs::read_status(inj.pid())?
+            .ns_pid
+            .last()
+            .copied()
+            .unwrap_or(st.pid);
+        if st.session != st.pid || st.tty_nr != 0 || info.sid != vpid as u32 {
+            return Ok(());
+        }
+        inj.syscall(
+            "make the terminal the controlling one (TIOCSCTTY)",
+            libc::SYS_ioctl,
+            &[fd.0 as u64, libc::TIOCSCTTY, 0],
+        )?;
+        Ok(())
+    }
+
+    fn flags_and_owner<'a>(&self, entry: &'a pb::FileEntry) -> Option<(u32, &'a pb::FownEntry)> {
+        entry.tty.as_ref().map(|t| (t.flags, &t.fown))
+    }
+
+    any_kind!();
 }

@@ -5,8 +5,7 @@
 //! the bytes; one entry per packet for datagram and seqpacket sockets).
 //!
 //! # Dump
-//! An fd whose link reads `socket:[INODE]` is a socket. cryo takes a copy of it with
-//! pidfd_getfd and asks it: the family (only unix sockets are handled), the options
+//! A socket of family AF_UNIX. cryo asks its copy of it (see the file table): the options
 //! (buffers, timeouts, SO_PASSCRED, ...) and the owner of its signals. sock_diag tells the
 //! rest: type, state, bound name, peer inode and shutdown state. The receive queue is copied
 //! without being taken out (`MSG_PEEK` over the peek offset, which is put back). Refused, with
@@ -19,15 +18,15 @@
 //! is closed after filling for a socket whose peer had been closed; a plain socket for one
 //! never connected. It refills each receive queue by sending from the peer's end (with the
 //! sender's buffer enlarged for the time), then sets the options, the shutdown state and the
-//! status flags, and keeps every socket until the restore ends. Puppets take the sockets
-//! from cryo through [`super::transfer::FdSource`]; the signal owner is set in the puppet,
-//! where the owner's pid means what it meant in the dumped tree.
+//! status flags, and keeps every socket until the restore ends; the file table hands them to
+//! the processes.
 
-use super::transfer::FdSource;
+use super::kind::{any_kind, FdKind, FdParams, Opened};
+use super::table::FileTable;
+use crate::cx::{DumpCx, RestoreCx};
 use crate::error::{Error, Result, TaskCtx};
-use crate::remote::Injector;
 use cryo_image::{pb, ImageKind};
-use cryo_sys::{sock_diag, socket, Pid, RemoteFd};
+use cryo_sys::{sock_diag, socket, Pid};
 use std::collections::BTreeMap;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
@@ -60,18 +59,12 @@ struct Seen {
 /// The unix sockets of a dump or a restore.
 #[derive(Debug, Default)]
 pub struct UnixSockets {
-    /// Dump: socket inode -> its file id.
-    ids: BTreeMap<u32, u32>,
     /// Dump: socket inode -> where it was seen and its peer.
     seen: BTreeMap<u32, Seen>,
-    /// Dump: a pidfd of each task whose sockets were looked at.
-    pidfds: BTreeMap<Pid, OwnedFd>,
     /// Dump: the receive queues, (file id of the receiving socket, one packet or chunk).
     queues: Vec<(u32, Vec<u8>)>,
     /// Restore: socket inode -> cryo's socket.
     made: BTreeMap<u32, OwnedFd>,
-    /// Restore: how puppets take the sockets.
-    source: Option<FdSource>,
 }
 
 fn type_name(ty: u32) -> &'static str {
@@ -80,16 +73,6 @@ fn type_name(ty: u32) -> &'static str {
         libc::SOCK_DGRAM => "datagram",
         libc::SOCK_SEQPACKET => "seqpacket",
         _ => "unknown-type",
-    }
-}
-
-fn family_name(f: i32) -> String {
-    match f {
-        libc::AF_INET => "inet (IPv4)".into(),
-        libc::AF_INET6 => "inet6 (IPv6)".into(),
-        libc::AF_NETLINK => "netlink".into(),
-        libc::AF_PACKET => "packet".into(),
-        f => format!("family {f}"),
     }
 }
 
@@ -153,39 +136,24 @@ fn restore_opts(sk: BorrowedFd<'_>, o: &pb::SkOptsEntry) -> std::io::Result<()> 
 }
 
 impl UnixSockets {
-    /// Dump: the file id of the socket at `ino` if it was dumped already (another fd on it).
-    pub fn id_of(&self, ino: u32) -> Option<u32> {
-        self.ids.get(&ino).copied()
-    }
-
-    /// Dump: the socket at `ino`, first seen as fd `fd` of `pid` with status `flags`, gets
-    /// file id `id`; returns its entry. Refuses what cannot be restored.
-    pub fn dump_fd(
+    /// Dump: the socket at `ino`, first seen as fd `fd` of `pid` (`sk`: cryo's copy) with
+    /// status `flags` and signal owner `fown`, gets file id `id`; returns its entry. Refuses
+    /// what cannot be restored.
+    #[allow(clippy::too_many_arguments)]
+    fn dump_socket(
         &mut self,
         pid: Pid,
         fd: i32,
+        sk: BorrowedFd<'_>,
         ino: u32,
         id: u32,
         flags: u32,
+        fown: pb::FownEntry,
     ) -> Result<pb::FileEntry> {
         let refuse = |what: String| {
             Error::Unsupported(format!("fd {fd} of pid {pid} (socket:[{ino}]): {what}"))
         };
-        let pidfd = match self.pidfds.entry(pid) {
-            std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
-            std::collections::btree_map::Entry::Vacant(v) => {
-                v.insert(cryo_sys::task::pidfd_open(pid).task_ctx("open a pidfd", pid)?)
-            }
-        };
-        let sk = cryo_sys::task::pidfd_getfd(pidfd, RemoteFd(fd))
-            .task_ctx(&format!("copy socket fd {fd}"), pid)?;
-        let sk = sk.as_fd();
         let ctx = |what: &str| format!("{what} of socket fd {fd}");
-        let family = socket::get_int(sk, libc::SOL_SOCKET, libc::SO_DOMAIN)
-            .task_ctx(&ctx("read the family"), pid)?;
-        if family != libc::AF_UNIX {
-            return Err(refuse(format!("a socket of {}", family_name(family))));
-        }
         let d = sock_diag::unix_diag(ino)
             .task_ctx(&ctx("ask sock_diag"), pid)?
             .ok_or_else(|| refuse("a unix socket in another network namespace".into()))?;
@@ -215,10 +183,6 @@ impl UnixSockets {
         let shutdown = d.shutdown.map_or(0, u32::from);
         let peer = d.peer.unwrap_or(0);
         let opts = dump_opts(sk).task_ctx(&ctx("read the options"), pid)?;
-        let (owner_type, owner_pid) = socket::owner(sk).task_ctx(&ctx("read the owner"), pid)?;
-        // cryo reads the owner in its own pid namespace; the image has it as the task sees it.
-        let owner_pid = crate::pid_ns::as_seen_by(pid, owner_pid as i32)? as u32;
-        let signum = socket::owner_signal(sk).task_ctx(&ctx("read the owner signal"), pid)?;
         let packets = ty != libc::SOCK_STREAM as u32;
         // A seqpacket socket shut for reading reads 0 at its end, as a stream does.
         let eof_zero = !packets || (shutdown & RCV_SHUTDOWN != 0);
@@ -242,7 +206,6 @@ impl UnixSockets {
         );
         self.queues
             .extend(queue.packets.into_iter().map(|p| (id, p)));
-        self.ids.insert(ino, id);
         self.seen.insert(ino, Seen { pid, fd, peer });
         Ok(pb::FileEntry {
             r#type: pb::FdTypes::Unixsk as i32,
@@ -256,13 +219,7 @@ impl UnixSockets {
                 uflags: 0,
                 backlog: d.rqlen.map_or(0, |(_, w)| w),
                 peer,
-                fown: pb::FownEntry {
-                    uid: 0,
-                    euid: 0,
-                    signum,
-                    pid_type: if owner_pid == 0 { 0 } else { owner_type },
-                    pid: owner_pid,
-                },
+                fown,
                 opts,
                 name: Vec::new(),
                 shutdown: (shutdown != 0).then_some(shutdown as i32),
@@ -274,7 +231,7 @@ impl UnixSockets {
 
     /// Dump, once the tree is seen: every connected socket's peer was dumped too, and is
     /// connected back to it.
-    pub fn check_peers(&self) -> Result<()> {
+    fn check_peers(&self) -> Result<()> {
         for (ino, s) in &self.seen {
             if s.peer == 0 {
                 continue;
@@ -302,7 +259,7 @@ impl UnixSockets {
 
     /// Dump: check the peers, then write `sk-queues.img` (only when some queue holds
     /// something).
-    pub fn write_images(&self, dir: &Path) -> Result<()> {
+    fn write_queues(&self, dir: &Path) -> Result<()> {
         self.check_peers()?;
         if self.queues.is_empty() {
             return Ok(());
@@ -322,14 +279,14 @@ impl UnixSockets {
 
     /// Restore: make every unix socket of `entries` in cryo, with its queue from
     /// `sk-queues.img`, its options, shutdown state and status flags.
-    pub fn load(dir: &Path, entries: &[pb::FileEntry]) -> Result<UnixSockets> {
+    fn make_sockets(&mut self, dir: &Path, entries: &[&pb::FileEntry]) -> Result<()> {
         let usks: BTreeMap<u32, &pb::UnixSkEntry> = entries
             .iter()
             .filter_map(|e| e.usk.as_ref())
             .map(|u| (u.ino, u))
             .collect();
         if usks.is_empty() {
-            return Ok(UnixSockets::default());
+            return Ok(());
         }
         let bad = |what: String| Error::BadImage {
             image: "files.img".into(),
@@ -449,45 +406,59 @@ impl UnixSockets {
             socket::set_status_flags(sk, u.flags as i32)
                 .map_err(|e| make("set the status flags of", u, e))?;
         }
-        Ok(UnixSockets {
-            made,
-            source: Some(FdSource::new()?),
-            ..Default::default()
-        })
+        self.made = made;
+        Ok(())
+    }
+}
+
+impl FdKind for UnixSockets {
+    fn name(&self) -> &'static str {
+        "unix socket"
     }
 
-    /// Restore: install socket `u` in the puppet behind `inj`; returns the fd number there.
-    pub fn open_in(&self, inj: &Injector, u: &pb::UnixSkEntry, scratch_off: u64) -> Result<u64> {
-        let (Some(sk), Some(source)) = (self.made.get(&u.ino), &self.source) else {
-            return Err(Error::BadImage {
-                image: "files.img".into(),
-                what: format!("unix socket {} was not made", u.id),
-            });
-        };
-        let what = format!("socket:[{}]", u.ino);
-        let fd = source.install(inj, sk.as_fd(), &what, scratch_off)?;
-        if u.fown.pid != 0 {
-            // The owner is a process of the tree, at its dumped pid, already created.
-            if u.fown.signum != 0 {
-                inj.syscall(
-                    &format!("set the owner signal of {what}"),
-                    libc::SYS_fcntl,
-                    &[fd, socket::F_SETSIG as u64, u64::from(u.fown.signum)],
-                )?;
-            }
-            let mut owner = [0u8; 8];
-            owner[..4].copy_from_slice(&u.fown.pid_type.to_ne_bytes());
-            owner[4..].copy_from_slice(&u.fown.pid.to_ne_bytes());
-            let at = inj.write_scratch(scratch_off, &owner)?;
-            inj.syscall(
-                &format!("set the owner of {what} to pid {}", u.fown.pid),
-                libc::SYS_fcntl,
-                &[fd, socket::F_SETOWN_EX as u64, at.0],
-            )?;
-        }
-        debug!(pid = inj.pid().0, fd, ino = u.ino, "installed unix socket");
-        Ok(fd)
+    fn fd_type(&self) -> pb::FdTypes {
+        pb::FdTypes::Unixsk
     }
+
+    fn claims(&self, _cx: &DumpCx, p: &FdParams) -> bool {
+        p.socket_family() == Some(libc::AF_UNIX)
+    }
+
+    fn dump(&mut self, _cx: &mut DumpCx, p: &FdParams, id: u32) -> Result<pb::FileEntry> {
+        let ino = socket_inode(&p.link).ok_or_else(|| p.refuse("a socket without an inode"))?;
+        self.dump_socket(p.pid, p.fd, p.file.as_fd(), ino, id, p.info.flags, p.fown)
+    }
+
+    fn write_images(&mut self, cx: &DumpCx) -> Result<()> {
+        self.write_queues(cx.dir)
+    }
+
+    fn load(&mut self, cx: &RestoreCx, entries: &[&pb::FileEntry]) -> Result<()> {
+        self.make_sockets(cx.dir, entries)
+    }
+
+    /// cryo's socket itself: a socket has one open file.
+    fn open(&self, _files: &FileTable, entry: &pb::FileEntry) -> Result<Opened> {
+        let u = entry.usk.as_ref().ok_or_else(|| Error::BadImage {
+            image: "files.img".into(),
+            what: format!("file {} is no unix socket", entry.id),
+        })?;
+        let sk = self.made.get(&u.ino).ok_or_else(|| Error::BadImage {
+            image: "files.img".into(),
+            what: format!("unix socket {} was not made", u.id),
+        })?;
+        let me = Pid(std::process::id() as i32);
+        Ok(Opened::Local(
+            sk.try_clone()
+                .task_ctx(&format!("copy socket:[{}]", u.ino), me)?,
+        ))
+    }
+
+    fn flags_and_owner<'a>(&self, entry: &'a pb::FileEntry) -> Option<(u32, &'a pb::FownEntry)> {
+        entry.usk.as_ref().map(|u| (u.flags, &u.fown))
+    }
+
+    any_kind!();
 }
 
 #[cfg(test)]
@@ -526,12 +497,22 @@ mod tests {
                 std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).expect("link");
             let ino = socket_inode(&link.to_string_lossy()).expect("a socket");
             let e = s
-                .dump_fd(me, fd.as_raw_fd(), ino, n as u32 + 1, libc::O_RDWR as u32)
+                .dump_socket(
+                    me,
+                    fd.as_raw_fd(),
+                    fd.as_fd(),
+                    ino,
+                    n as u32 + 1,
+                    libc::O_RDWR as u32,
+                    crate::files::kind::no_fown(),
+                )
                 .expect("dump");
             entries.push(e);
         }
-        s.write_images(&dir).expect("write");
-        let r = UnixSockets::load(&dir, &entries).expect("load");
+        s.write_queues(&dir).expect("write");
+        let mut r = UnixSockets::default();
+        r.make_sockets(&dir, &entries.iter().collect::<Vec<_>>())
+            .expect("load");
         let ua = entries[0].usk.as_ref().expect("usk");
         let ub = entries[1].usk.as_ref().expect("usk");
         assert_eq!(ua.shutdown, Some(SEND_SHUTDOWN as i32));
