@@ -56,11 +56,17 @@ pub mod files;
 pub mod kobj_ids;
 pub mod memory;
 pub mod pid_ns;
+pub mod proc_dump;
+pub(crate) mod proc_restore;
+pub(crate) mod puppet;
 pub mod remote;
 pub mod restore;
+pub mod seize;
 pub mod signals;
 pub mod task_attrs;
+pub(crate) mod task_images;
 pub mod timers;
+pub(crate) mod tree_build;
 pub mod tree_shape;
 
 pub use dump::dump;
