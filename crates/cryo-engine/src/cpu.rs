@@ -4,18 +4,28 @@
 //! # Dump
 //! `NT_PRSTATUS` and `NT_X86_XSTATE` from ptrace (read when the task is seized). The XSAVE area
 //! is split into CRIU's fields: the legacy FXSAVE region, `xstate_bv`, and the AVX, MPX,
-//! AVX-512 and PKRU components at the offsets CPUID gives.
+//! AVX-512 and PKRU components at the offsets CPUID gives (standard format: ptrace never gives
+//! the compacted one, and it gives zeros for a component whose `xstate_bv` bit is clear, which
+//! is in its init state).
 //!
 //! # Restore
-//! The puppet's own XSAVE area is the template (right size, valid header); the dumped fields are
-//! laid over it and the result set with `NT_X86_XSTATE`, together with `NT_PRSTATUS`, at the
-//! puppet's last syscall stop.
+//! The puppet's own XSAVE area is the template (right size, the software bytes and the rest of
+//! the header); the dumped legacy region and `xstate_bv` are laid over it, the extended region
+//! is cleared and the components `xstate_bv` says are in use are written at this CPU's offsets.
+//! A component in use that the image has no data of the right size for (or that this CPU lacks)
+//! is refused rather than left with the puppet's bytes. The result is set with `NT_X86_XSTATE`,
+//! together with `NT_PRSTATUS`, at the puppet's last syscall stop; the kernel loads the init
+//! state (zeros) for every component whose bit is clear.
 
 use cryo_image::pb;
 use cryo_sys::cpu::xsave_component;
 use cryo_sys::ptrace::Regs;
 
 const XSTATE_BV_OFF: usize = 512;
+/// End of the XSAVE header: the extended components start here.
+const XSAVE_EXT_OFF: usize = 576;
+/// x87 and SSE: the legacy region, always written.
+const FP_SSE: u64 = 0b11;
 
 fn u32s(b: &[u8]) -> Vec<u32> {
     b.chunks_exact(4)
@@ -158,8 +168,11 @@ pub fn xstate_to_entry(x: &[u8]) -> pb::UserX86FpregsEntry {
 }
 
 /// Lay CRIU's fpregs entry over `template` (the puppet's own XSAVE area) and return the
-/// result for `NT_X86_XSTATE`.
-pub fn entry_to_xstate(e: &pb::UserX86FpregsEntry, template: &[u8]) -> Vec<u8> {
+/// result for `NT_X86_XSTATE`: the extended components whose `xstate_bv` bit is set hold the
+/// image's data, the others are zero. An entry without an XSAVE part restores x87 and SSE only.
+/// Errors (a text for the image's error) when a component in use cannot be restored: the
+/// image has no data of this CPU's size for it, or this CPU lacks it.
+pub fn entry_to_xstate(e: &pb::UserX86FpregsEntry, template: &[u8]) -> Result<Vec<u8>, String> {
     let mut x = template.to_vec();
     put(&mut x, 0, &(e.cwd as u16).to_ne_bytes());
     put(&mut x, 2, &(e.swd as u16).to_ne_bytes());
@@ -173,48 +186,153 @@ pub fn entry_to_xstate(e: &pb::UserX86FpregsEntry, template: &[u8]) -> Vec<u8> {
     let w64 = |v: &[u64]| -> Vec<u8> { v.iter().flat_map(|w| w.to_ne_bytes()).collect() };
     put(&mut x, 32, &w32(&e.st_space));
     put(&mut x, 160, &w32(&e.xmm_space));
-    if let Some(xs) = &e.xsave {
-        put(&mut x, XSTATE_BV_OFF, &xs.xstate_bv.to_ne_bytes());
-        for (i, data) in [
-            (AVX, w32(&xs.ymmh_space)),
-            (BNDREGS, w64(&xs.bndreg_state)),
-            (BNDCSR, w64(&xs.bndcsr_state)),
-            (OPMASK, w64(&xs.opmask_reg)),
-            (ZMM_HI256, w64(&xs.zmm_upper)),
-            (HI16_ZMM, w64(&xs.hi16_zmm)),
-            (PKRU, w32(&xs.pkru)),
-        ] {
-            if let Some((off, len)) = xsave_component(i) {
-                if data.len() == len {
-                    put(&mut x, off, &data);
-                }
+    if x.len() < XSAVE_EXT_OFF {
+        // An FXSAVE-only area (no XSAVE on this CPU): the legacy region is all there is.
+        return Ok(x);
+    }
+    let (bv, comps) = match &e.xsave {
+        Some(xs) => (
+            xs.xstate_bv,
+            vec![
+                (AVX, w32(&xs.ymmh_space)),
+                (BNDREGS, w64(&xs.bndreg_state)),
+                (BNDCSR, w64(&xs.bndcsr_state)),
+                (OPMASK, w64(&xs.opmask_reg)),
+                (ZMM_HI256, w64(&xs.zmm_upper)),
+                (HI16_ZMM, w64(&xs.hi16_zmm)),
+                (PKRU, w32(&xs.pkru)),
+            ],
+        ),
+        None => (FP_SSE, Vec::new()),
+    };
+    let known = comps.iter().fold(FP_SSE, |m, (i, _)| m | 1 << i);
+    if bv & !known != 0 {
+        return Err(format!(
+            "xstate_bv {bv:#x} has XSAVE components in use that the image format holds no \
+             data for ({:#x})",
+            bv & !known
+        ));
+    }
+    put(&mut x, XSTATE_BV_OFF, &bv.to_ne_bytes());
+    x[XSAVE_EXT_OFF..].fill(0);
+    for (i, data) in comps {
+        if bv & (1 << i) == 0 {
+            continue;
+        }
+        match xsave_component(i) {
+            Some((off, len)) if data.len() == len && off + len <= x.len() => {
+                put(&mut x, off, &data)
+            }
+            Some((_, len)) => {
+                return Err(format!(
+                    "XSAVE component {i} is in use (xstate_bv {bv:#x}) but the image has {} \
+                     bytes of it, this CPU {len}",
+                    data.len()
+                ))
+            }
+            None => {
+                return Err(format!(
+                    "XSAVE component {i} is in use (xstate_bv {bv:#x}) but this CPU does not \
+                     have it: restore on a CPU with the dumping CPU's vector extensions"
+                ))
             }
         }
     }
-    x
+    Ok(x)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    const COMPONENTS: [u32; 7] = [AVX, BNDREGS, BNDCSR, OPMASK, ZMM_HI256, HI16_ZMM, PKRU];
+
+    /// This CPU's XSAVE size (standard format) and the components it has, as an xstate_bv.
+    fn cpu_area() -> (usize, u64) {
+        COMPONENTS
+            .iter()
+            .filter_map(|i| xsave_component(*i).map(|(o, l)| (o + l, 1u64 << i)))
+            .fold((XSAVE_EXT_OFF, FP_SSE), |(s, m), (end, bit)| {
+                (s.max(end), m | bit)
+            })
+    }
+
+    /// An area of `size` bytes full of a pattern, with `bv` as xstate_bv and no compaction.
+    fn area(size: usize, bv: u64) -> Vec<u8> {
+        let mut x: Vec<u8> = (0..size).map(|i| (i * 7 % 251) as u8).collect();
+        put(&mut x, XSTATE_BV_OFF, &bv.to_ne_bytes());
+        x[XSTATE_BV_OFF + 8..XSAVE_EXT_OFF].fill(0);
+        x
+    }
+
     #[test]
     fn xstate_round_trip() {
-        let size = xsave_component(PKRU)
-            .or(xsave_component(HI16_ZMM))
-            .or(xsave_component(AVX))
-            .map(|(o, l)| o + l)
-            .unwrap_or(576);
-        let x: Vec<u8> = (0..size).map(|i| (i * 7 % 251) as u8).collect();
+        let (size, all) = cpu_area();
+        let x = area(size, all);
         let e = xstate_to_entry(&x);
-        let back = entry_to_xstate(&e, &vec![0u8; size]);
+        let back = entry_to_xstate(&e, &vec![0u8; size]).unwrap();
         // Byte 5 (reserved, after the abridged tag word) and the legacy region's padding
         // (software-reserved bytes) are not restored; the rest is.
         assert_eq!(&back[..5], &x[..5]);
         assert_eq!(&back[6..416], &x[6..416]);
-        assert_eq!(&back[512..520], &x[512..520]);
-        if let Some((off, len)) = xsave_component(AVX) {
-            assert_eq!(&back[off..off + len], &x[off..off + len]);
+        assert_eq!(&back[512..576], &x[512..576]);
+        for i in COMPONENTS {
+            if let Some((off, len)) = xsave_component(i) {
+                assert_eq!(&back[off..off + len], &x[off..off + len], "component {i}");
+            }
+        }
+    }
+
+    /// A component whose xstate_bv bit is clear is in its init state: the restored area holds
+    /// zeros for it, never the template's (the puppet's) stale bytes, and its bit stays clear.
+    #[test]
+    fn init_components_are_zero_not_the_templates() {
+        let (size, all) = cpu_area();
+        let in_use = all & !(1 << AVX | 1 << ZMM_HI256 | 1 << HI16_ZMM);
+        let e = xstate_to_entry(&area(size, in_use));
+        let stale = vec![0xeeu8; size];
+        let back = entry_to_xstate(&e, &stale).unwrap();
+        assert_eq!(get_u64(&back, XSTATE_BV_OFF), in_use);
+        for i in COMPONENTS {
+            let Some((off, len)) = xsave_component(i) else {
+                continue;
+            };
+            let got = &back[off..off + len];
+            if in_use & (1 << i) == 0 {
+                assert!(got.iter().all(|b| *b == 0), "component {i} is not zero");
+            } else {
+                assert!(
+                    got.iter().any(|b| *b != 0xee),
+                    "component {i} is the template's"
+                );
+            }
+        }
+        // No XSAVE part at all (an FXSAVE-only image): x87 and SSE, the rest init.
+        let fx = pb::UserX86FpregsEntry { xsave: None, ..e };
+        let back = entry_to_xstate(&fx, &stale).unwrap();
+        assert_eq!(get_u64(&back, XSTATE_BV_OFF), FP_SSE);
+        assert!(back[XSAVE_EXT_OFF..].iter().all(|b| *b == 0));
+    }
+
+    /// A component in use that the image holds nothing (of the right size) for is refused.
+    #[test]
+    fn components_in_use_without_data_are_refused() {
+        let (size, all) = cpu_area();
+        let mut e = xstate_to_entry(&area(size, all));
+        let template = vec![0u8; size];
+        // AMX tile data (component 18): no field in CRIU's format.
+        if let Some(xs) = e.xsave.as_mut() {
+            xs.xstate_bv |= 1 << 18;
+        }
+        let err = entry_to_xstate(&e, &template).unwrap_err();
+        assert!(err.contains("0x40000"), "{err}");
+        if xsave_component(AVX).is_some() {
+            if let Some(xs) = e.xsave.as_mut() {
+                xs.xstate_bv &= !(1 << 18);
+                xs.ymmh_space.clear();
+            }
+            let err = entry_to_xstate(&e, &template).unwrap_err();
+            assert!(err.contains("component 2"), "{err}");
         }
     }
 }

@@ -316,7 +316,7 @@ pub(crate) fn set_final_state(
         .as_ref()
         .ok_or_else(|| bad(image, "no x86 thread info"))?;
     let regs = cpu::entry_to_regs(&ti.gpregs);
-    let xstate = cpu::entry_to_xstate(&ti.fpregs, template_xstate);
+    let xstate = cpu::entry_to_xstate(&ti.fpregs, template_xstate).map_err(|e| bad(image, e))?;
     ptrace::set_regs(tid, &regs).task_ctx("set registers", tid)?;
     ptrace::set_xstate(tid, &xstate).task_ctx("set xstate", tid)?;
     let mask = core

@@ -18,6 +18,13 @@
 //! that fail alike cannot pass. `readelf` checks the file: mode 0600, one `PT_LOAD` per VMA
 //! of the live process, the notes per thread.
 //!
+//! With AVX-512, the target also sets zmm15, zmm16, zmm31, k1 and k7, and the test reads every
+//! thread's XSAVE area itself (ptrace) before gdb: the core's k0-k7 and zmm0-31 must be the
+//! kernel's (decoded at this CPU's CPUID offsets, zeros for a component whose XSTATE_BV bit is
+//! clear) and hold the known values. gdb's live view of those registers joins the comparison
+//! when it is the kernel's; gdb before 14 reads them at Intel's offsets, which is wrong on CPUs
+//! without the MPX gap (AMD Zen 4), and that disagreement is accepted only on such a CPU.
+//!
 //! `gdb_sees_a_process_whose_leader_has_exited`: `tests/scenarios/coredump_dead_leader.c`,
 //! whose main thread has called `pthread_exit` while two threads block in `pause()` and
 //! `read()`, is dumped and converted; the core has the notes of the two live threads only (as
@@ -253,8 +260,16 @@ const VARS: &[(&str, &str)] = &[
 type Sections = BTreeMap<String, Vec<String>>;
 
 /// Runs gdb in batch mode: on the live process (`core` None; `pc` adjusted by `pc_delta` in the
-/// `line` section) or on a core file.
-fn gdb(dir: &Path, what: &str, prog: &Path, pid: i32, core: Option<&Path>) -> Res<Sections> {
+/// `line` section) or on a core file. With `avx512`, one section per AVX-512 register (see
+/// [`AVX512_REGS`]) prints it as 64-bit lanes.
+fn gdb(
+    dir: &Path,
+    what: &str,
+    prog: &Path,
+    pid: i32,
+    core: Option<&Path>,
+    avx512: bool,
+) -> Res<Sections> {
     let pc = if core.is_some() { "$pc" } else { "$pc - 2" };
     let mut ex: Vec<String> = Vec::new();
     let mut section = |name: &str, cmds: &[String]| {
@@ -283,6 +298,19 @@ fn gdb(dir: &Path, what: &str, prog: &Path, pid: i32, core: Option<&Path>) -> Re
     section("libs", &["info sharedlibrary".into()]);
     for (i, (expr, _)) in VARS.iter().enumerate() {
         section(&format!("var{i}"), &[format!("print {expr}")]);
+    }
+    if avx512 {
+        for name in avx512_regs() {
+            let expr = if name.starts_with('k') {
+                format!("${name}")
+            } else {
+                format!("${name}.v8_int64")
+            };
+            section(
+                &format!("x-{name}"),
+                &[format!("thread apply all p/x {expr}")],
+            );
+        }
     }
     let pid = pid.to_string();
     let target: Vec<&OsStr> = match core {
@@ -423,8 +451,235 @@ fn printed_hex(lines: &[String]) -> u64 {
     hex_of(l.split_once("= ").map_or("", |(_, v)| v))
 }
 
-/// Everything the two views must agree on; returns the list of disagreements.
-fn compare(live: &Sections, core: &Sections, pid: i32, tids: &[i32]) -> Vec<String> {
+// ---------------------------------------------------------------------------------------------
+// The AVX-512 state, from the kernel
+//
+// gdb before version 14 reads the XSAVE area of ptrace (and of a core) at the offsets Intel's
+// CPUs use (opmask at 1088, ZMM_Hi256 at 1152, Hi16_ZMM at 1664, after the MPX components).
+// CPUs without MPX may put them elsewhere: AMD's Zen 4 has them at 832, 896 and 1408 (CPUID
+// leaf 0xd). There gdb 13's view of the live process shows k0-k7 and zmm0-31 from the wrong
+// bytes, while its view of cryo's core is right (cryo writes Intel's offsets and says so in
+// NT_X86_XSAVE_LAYOUT). So the test reads each thread's XSAVE area itself
+// (`PTRACE_GETREGSET NT_X86_XSTATE`), decodes it at this CPU's CPUID offsets with the kernel's
+// rule for XSTATE_BV (a component whose bit is clear is in its init state: zeros), and checks
+// the core's k0-k7 and zmm0-31 against that. gdb's live view of them is compared too where it
+// agrees with the kernel's; where it does not, that is accepted only on a CPU whose offsets
+// differ from Intel's.
+
+/// XSAVE components of AVX-512: opmask (k0-k7), ZMM_Hi256 (upper halves of zmm0-15), Hi16_ZMM
+/// (zmm16-31), with the standard-format offset Intel's CPUs (and gdb before 14) use.
+const AVX512_COMPONENTS: [(u32, usize); 3] = [(5, 1088), (6, 1152), (7, 1664)];
+/// XCR0 bits for SSE, AVX and the AVX-512 components.
+const AVX512_XCR0: u64 = 0xe6;
+
+/// The registers compared: `k0`..`k7`, `zmm0`..`zmm31`.
+fn avx512_regs() -> Vec<String> {
+    (0..8)
+        .map(|i| format!("k{i}"))
+        .chain((0..32).map(|i| format!("zmm{i}")))
+        .collect()
+}
+
+fn is_avx512_reg(name: &str) -> bool {
+    let num = |p: &str| {
+        name.strip_prefix(p)
+            .is_some_and(|n| n.parse::<u8>().is_ok())
+    };
+    num("k") || num("zmm")
+}
+
+/// (offset, size) of XSAVE component `i` in the standard format on this CPU (CPUID leaf 0xd).
+fn cpuid_component(i: u32) -> Option<(usize, usize)> {
+    let r = std::arch::x86_64::__cpuid_count(0xd, i);
+    (r.eax != 0).then_some((r.ebx as usize, r.eax as usize))
+}
+
+/// Whether this CPU's standard-format offsets are the ones gdb before 14 assumes.
+fn intel_xsave_offsets() -> bool {
+    AVX512_COMPONENTS
+        .iter()
+        .all(|(i, off)| cpuid_component(*i).map(|c| c.0) == Some(*off))
+}
+
+/// The AVX-512 registers, by name, as 64-bit lanes (one for a `k` register, eight for a `zmm`).
+type Avx512 = BTreeMap<String, Vec<u64>>;
+
+fn le_u64(b: &[u8], off: usize) -> Res<u64> {
+    b.get(off..off + 8)
+        .map(|s| u64::from_le_bytes(s.try_into().unwrap()))
+        .ok_or_else(|| format!("XSAVE area of {} bytes has no u64 at {off}", b.len()))
+}
+
+/// k0-k7 and zmm0-31 from a raw XSAVE area (standard format, CPUID offsets), None when XCR0 (its
+/// bytes 464..472) does not enable AVX-512. Components whose XSTATE_BV bit is clear are zero.
+fn avx512_of_xsave(x: &[u8]) -> Res<Option<Avx512>> {
+    let xcr0 = le_u64(x, 464)?;
+    if xcr0 & AVX512_XCR0 != AVX512_XCR0 {
+        return Ok(None);
+    }
+    let bv = le_u64(x, 512)?;
+    // Lane `lane` of component `i` (an offset into it in u64s), zero in its init state.
+    let lane = |i: u32, at: usize| -> Res<u64> {
+        if bv & (1 << i) == 0 {
+            return Ok(0);
+        }
+        let off = match i {
+            1 => 160, // xmm0-15 in the legacy region
+            _ => {
+                cpuid_component(i)
+                    .ok_or_else(|| format!("XCR0 {xcr0:#x} has component {i}, CPUID not"))?
+                    .0
+            }
+        };
+        le_u64(x, off + 8 * at)
+    };
+    let mut regs = Avx512::new();
+    for k in 0..8 {
+        regs.insert(format!("k{k}"), vec![lane(5, k)?]);
+    }
+    for r in 0..32usize {
+        let v = if r < 16 {
+            // xmm (SSE), upper half of ymm (AVX), upper half of zmm (ZMM_Hi256).
+            [(1, 2 * r), (1, 2 * r + 1), (2, 2 * r), (2, 2 * r + 1)]
+                .into_iter()
+                .chain((0..4).map(|l| (6, 4 * r + l)))
+                .map(|(i, at)| lane(i, at))
+                .collect::<Res<Vec<u64>>>()?
+        } else {
+            (0..8)
+                .map(|l| lane(7, 8 * (r - 16) + l))
+                .collect::<Res<Vec<u64>>>()?
+        };
+        regs.insert(format!("zmm{r}"), v);
+    }
+    Ok(Some(regs))
+}
+
+/// Each thread's XSAVE area as the kernel gives it to ptrace: each thread is seized,
+/// interrupted, read and let go (a thread in a restartable syscall goes back into it).
+fn xsave_areas(tids: &[i32]) -> Res<BTreeMap<i32, Vec<u8>>> {
+    use cryo_sys::ptrace;
+    let mut out = BTreeMap::new();
+    for &tid in tids {
+        let t = cryo_sys::Pid(tid);
+        ptrace::seize(t, 0).map_err(|e| format!("seize {tid}: {e}"))?;
+        let read = (|| {
+            ptrace::interrupt(t)?;
+            loop {
+                if let ptrace::WaitStatus::Stopped { .. } = ptrace::wait(t)? {
+                    break;
+                }
+            }
+            ptrace::get_xstate(t)
+        })();
+        let detached = ptrace::detach(t, 0);
+        let x = read.map_err(|e| format!("XSAVE area of {tid}: {e}"))?;
+        detached.map_err(|e| format!("detach {tid}: {e}"))?;
+        out.insert(tid, x);
+    }
+    Ok(out)
+}
+
+/// The `x-NAME` sections of one view, thread by thread.
+fn avx512_of_gdb(view: &Sections) -> BTreeMap<i32, Avx512> {
+    let mut out: BTreeMap<i32, Avx512> = BTreeMap::new();
+    for name in avx512_regs() {
+        let lines = view.get(&format!("x-{name}")).cloned().unwrap_or_default();
+        for (tid, l) in per_thread(&lines) {
+            let text = l.join(" ");
+            let value = text.split_once(" = ").map_or("", |(_, v)| v);
+            let lanes = value
+                .trim_matches(|c| c == '{' || c == '}')
+                .split(',')
+                .map(|h| u64::from_str_radix(h.trim().trim_start_matches("0x"), 16))
+                .collect::<Result<Vec<u64>, _>>()
+                .unwrap_or_default();
+            out.entry(tid).or_default().insert(name.clone(), lanes);
+        }
+    }
+    out
+}
+
+/// The values `coredump_target.c` (`set_avx512`) puts in its main thread.
+fn avx512_expected() -> Vec<(String, Vec<u64>)> {
+    let mut want: Vec<(String, Vec<u64>)> = [15u64, 16, 31]
+        .iter()
+        .map(|r| {
+            let lanes = (0..8).map(|i| 0x5a5a_0000_0000_0000 | r << 8 | i).collect();
+            (format!("zmm{r}"), lanes)
+        })
+        .collect();
+    want.push(("k1".into(), vec![0xa5c3]));
+    want.push(("k7".into(), vec![0x1234]));
+    want
+}
+
+/// Checks both views' AVX-512 registers against the kernel's (`truth`, by thread); returns the
+/// disagreements and whether gdb's live view of them can be compared with the core's.
+fn check_avx512(
+    live: &Sections,
+    core: &Sections,
+    truth: &BTreeMap<i32, Avx512>,
+    pid: i32,
+) -> (Vec<String>, bool) {
+    let mut bad = Vec::new();
+    let (lv, cv) = (avx512_of_gdb(live), avx512_of_gdb(core));
+    let mut live_agrees = true;
+    for (tid, t) in truth {
+        for (name, want) in t {
+            let c = cv.get(tid).and_then(|m| m.get(name));
+            if c != Some(want) {
+                bad.push(format!(
+                    "thread {tid} {name}: core {c:x?}, the kernel's XSAVE area {want:x?}"
+                ));
+            }
+            live_agrees &= lv.get(tid).and_then(|m| m.get(name)) == Some(want);
+        }
+    }
+    // The known values, on their own: the kernel's (so the target did set them) and the core's.
+    for (name, want) in avx512_expected() {
+        for (what, got) in [
+            ("kernel", truth.get(&pid).and_then(|m| m.get(&name))),
+            ("core", cv.get(&pid).and_then(|m| m.get(&name))),
+        ] {
+            if got != Some(&want) {
+                bad.push(format!(
+                    "main thread {name}: {what} {got:x?}, the target set {want:x?}"
+                ));
+            }
+        }
+    }
+    if !live_agrees {
+        if intel_xsave_offsets() {
+            bad.push(format!(
+                "gdb's live view of the AVX-512 registers is not the kernel's, on a CPU with \
+                 the standard offsets:\n  gdb {lv:x?}\n  kernel {truth:x?}"
+            ));
+        } else {
+            let offs: Vec<_> = AVX512_COMPONENTS
+                .iter()
+                .map(|(i, _)| (*i, cpuid_component(*i).map(|c| c.0)))
+                .collect();
+            eprintln!(
+                "note: this CPU puts XSAVE components (number, offset) {offs:?} where gdb \
+                 before 14 does not look ({AVX512_COMPONENTS:?}), and this gdb's live view of \
+                 k0-k7 and zmm0-31 is not the kernel's: the core's are checked against the \
+                 kernel's XSAVE area instead"
+            );
+        }
+    }
+    (bad, live_agrees)
+}
+
+/// Everything the two views must agree on; returns the list of disagreements. AVX-512
+/// registers are compared only with `live_avx512` (see [`check_avx512`]).
+fn compare(
+    live: &Sections,
+    core: &Sections,
+    pid: i32,
+    tids: &[i32],
+    live_avx512: bool,
+) -> Vec<String> {
     let mut bad = Vec::new();
     let sec = |s: &Sections, n: &str| s.get(n).cloned().unwrap_or_default();
 
@@ -530,7 +785,9 @@ fn compare(live: &Sections, core: &Sections, pid: i32, tids: &[i32]) -> Vec<Stri
             ));
         }
         for (name, lv) in &l {
-            if matches!(name.as_str(), "rip" | "rax" | "eax" | "ax" | "al" | "ah") {
+            if matches!(name.as_str(), "rip" | "rax" | "eax" | "ax" | "al" | "ah")
+                || (!live_avx512 && is_avx512_reg(name))
+            {
                 continue;
             }
             if c.get(name) != Some(lv) {
@@ -841,6 +1098,19 @@ fn core_dump(dir: &Path, images: &Path, pid: i32) -> PathBuf {
     core
 }
 
+/// Waits until the tracer (gdb or the test) has let go: the main thread in pause(), the same
+/// threads as before.
+fn settle(pid: i32, tids: &[i32], after: &str) {
+    let start = Instant::now();
+    while !(sleeping_in(pid, pid) == Some(34) && threads_of(pid) == tids) {
+        assert!(
+            start.elapsed() < TIMEOUT,
+            "target did not settle after {after}"
+        );
+        sleep(Duration::from_millis(20));
+    }
+}
+
 #[test]
 fn gdb_sees_the_checkpointed_process() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -851,20 +1121,28 @@ fn gdb_sees_the_checkpointed_process() {
     let (mut target, prog) = start_target(&dir).unwrap();
     let pid = target.pid;
     let tids = threads_of(pid);
-    let live = gdb(&dir, "gdb-live", &prog, pid, None).unwrap();
-    // gdb has detached; the threads are back in their syscalls.
-    let maps = maps_of(pid, pid);
-    let start = Instant::now();
-    while !(sleeping_in(pid, pid) == Some(34) && threads_of(pid) == tids) {
-        assert!(start.elapsed() < TIMEOUT, "target did not settle after gdb");
-        sleep(Duration::from_millis(20));
+    // The threads block in syscalls from here on: their registers stay as read now.
+    let mut truth = BTreeMap::new();
+    for (tid, x) in xsave_areas(&tids).unwrap() {
+        if let Some(regs) = avx512_of_xsave(&x).unwrap() {
+            truth.insert(tid, regs);
+        }
     }
+    let avx512 = !truth.is_empty();
+    if !avx512 {
+        eprintln!("note: no AVX-512 here; k0-k7 and zmm0-31 are not checked");
+    }
+    settle(pid, &tids, "the XSAVE areas were read");
+    let live = gdb(&dir, "gdb-live", &prog, pid, None, avx512).unwrap();
+    let maps = maps_of(pid, pid);
+    settle(pid, &tids, "gdb");
 
     let images = dump_target(&dir, &mut target);
     let core = core_dump(&dir, &images, pid);
-    let core_view = gdb(&dir, "gdb-core", &prog, pid, Some(&core)).unwrap();
+    let core_view = gdb(&dir, "gdb-core", &prog, pid, Some(&core), avx512).unwrap();
 
-    let mut bad = compare(&live, &core_view, pid, &tids);
+    let (mut bad, live_avx512) = check_avx512(&live, &core_view, &truth, pid);
+    bad.extend(compare(&live, &core_view, pid, &tids, live_avx512));
     bad.extend(check_file(&dir, &core, &maps, tids.len()));
     assert!(
         bad.is_empty(),

@@ -364,7 +364,7 @@ fn u64s_le(v: &[u64]) -> Vec<u8> {
 /// entry has data for; either way cut to x87, SSE and [`XSAVE_COMPONENTS`] (AMX tiles and
 /// other state the images do not hold stay out). The area ends with the last enabled
 /// component, at the standard offsets, so its size is one gdb recognises (832 for AVX, 2696
-/// with AVX-512 and PKRU, ...).
+/// with AVX-512 and PKRU, ...). Components not in use (`xstate_bv` bit clear) are zero.
 pub fn xstate(fp: &crate::pb::UserX86FpregsEntry) -> (Vec<u8>, u64) {
     let known = XSAVE_COMPONENTS
         .iter()
@@ -402,8 +402,10 @@ pub fn xstate(fp: &crate::pb::UserX86FpregsEntry) -> (Vec<u8>, u64) {
     put_u64(&mut b, XCR0_OFF, xcr0);
     let xstate_bv = fp.xsave.as_ref().map_or(0, |x| x.xstate_bv) & xcr0;
     put_u64(&mut b, XSAVE_HDR_OFF, xstate_bv);
+    // A component whose xstate_bv bit is clear is in its init state, all zeros (as the kernel's
+    // regset and core show it, whatever bytes the entry holds).
     for (bit, bytes) in &data {
-        if xcr0 & (1 << bit) == 0 {
+        if xstate_bv & (1 << bit) == 0 {
             continue;
         }
         if let Some((_, off, size)) = XSAVE_COMPONENTS.iter().find(|(b, _, _)| b == bit) {
@@ -695,6 +697,19 @@ mod tests {
             (u32_at(&l, 64), u32_at(&l, 68), u32_at(&l, 72)),
             (9, 8, 2688)
         );
+
+        // Components in their init state (xstate_bv bit clear: AVX, ZMM_Hi256, Hi16_ZMM) are
+        // zero whatever the entry holds; those in use keep their data; XCR0 and the size stay.
+        let mut fp = fpregs();
+        if let Some(x) = fp.xsave.as_mut() {
+            x.xstate_bv = 0x223;
+        }
+        let (b, xcr0) = xstate(&fp);
+        assert_eq!((xcr0, b.len(), u64_at(&b, 512)), (0x2e7, 2696, 0x223));
+        assert!(b[576..832].iter().all(|x| *x == 0));
+        assert!(b[1152..2688].iter().all(|x| *x == 0));
+        assert_eq!(u64_at(&b, 1088), 0x100);
+        assert_eq!(u32_at(&b, 2688), 0x5555_5554);
 
         // No XCR0 recorded (an image from elsewhere): derived from the data present.
         let mut fp = fpregs();

@@ -9,10 +9,12 @@
  * shared anonymous memory, locals and arguments in nested frames, and vector registers with
  * known values. Then the main thread blocks in pause() four frames deep and a second thread in
  * read() on a pipe, both inside restartable syscalls. READY_FILE gets our pid once the worker
- * sleeps in read(); the main thread then sets xmm9/xmm10 and calls pause(), so the harness
- * waits for /proc/PID/syscall to show pause (34) too. Build with -g -O0.
+ * sleeps in read(); the main thread then sets xmm9/xmm10 (and, with AVX-512, zmm15, zmm16,
+ * zmm31, k1 and k7: see set_avx512) and calls pause(), so the harness waits for
+ * /proc/PID/syscall to show pause (34) too. Build with -g -O0.
  */
 #define _GNU_SOURCE
+#include <cpuid.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -87,6 +89,43 @@ static void write_ready(const char *path)
 	}
 }
 
+/* AVX-512F usable: the CPU has it and the kernel enabled opmask, ZMM_Hi256 and Hi16_ZMM (and
+ * SSE and AVX) in XCR0. */
+static int have_avx512(void)
+{
+	unsigned a, b, c, d;
+	if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & bit_OSXSAVE))
+		return 0;
+	if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || !(b & bit_AVX512F))
+		return 0;
+	unsigned lo, hi;
+	__asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+	return (lo & 0xe6) == 0xe6;
+}
+
+/* Lane i of zmm r: 0x5a5a000000000000 | r << 8 | i (the harness expects these). */
+static uint64_t g_zmm_pattern[3][8];
+
+/* One component each of the AVX-512 state with known, non-zero values: zmm15 (its upper half is
+ * in ZMM_Hi256), zmm16 and zmm31 (Hi16_ZMM), k1 and k7 (opmask). The assembler takes the
+ * instructions without -mavx512f; they run only when have_avx512(). The registers are not
+ * named as clobbers (gcc knows them only with -mavx512f); at -O0 it uses none of them. */
+static void set_avx512(void)
+{
+	int regs[3] = {15, 16, 31};
+	for (int r = 0; r < 3; r++)
+		for (int i = 0; i < 8; i++)
+			g_zmm_pattern[r][i] = 0x5a5a000000000000ull | (uint64_t)regs[r] << 8 | i;
+	__asm__ volatile("vmovdqu64 0(%0), %%zmm15\n\t"
+			 "vmovdqu64 64(%0), %%zmm16\n\t"
+			 "vmovdqu64 128(%0), %%zmm31\n\t"
+			 "kmovw %1, %%k1\n\t"
+			 "kmovw %2, %%k7"
+			 :
+			 : "r"(g_zmm_pattern), "r"(0xa5c3), "r"(0x1234)
+			 : "xmm15", "memory");
+}
+
 static void level3(int depth, const char *tag, const char *ready)
 {
 	int local3 = depth * 100 + 3;
@@ -97,6 +136,8 @@ static void level3(int depth, const char *tag, const char *ready)
 			 :
 			 : "r"(0x1122334455667788ull), "r"(0x0badc0ffee0ddf00ull)
 			 : "xmm9", "xmm10");
+	if (have_avx512())
+		set_avx512();
 	for (;;)
 		pause();
 	(void)local3;
