@@ -625,6 +625,7 @@ fn restore_tree(imgs: &[TaskImages], env: &PuppetEnv, puppets: &mut Vec<Puppet>)
         let unmap = img.ids.vm_id == 0 || last_of_vm.get(&img.ids.vm_id) == Some(&n);
         drive_puppet(&mut puppets[k], img, env, fill_fds, unmap)?;
     }
+    env.files.after_fds()?;
     // 3. A tree with its own pid namespace sees its PIDs in /proc, as a container does (the
     //    puppets needed cryo's /proc until now).
     if env.own_pidns {
@@ -1051,6 +1052,8 @@ impl<'a, 'e> TreeBuilder<'a, 'e> {
         self.groups.insert(sid, sid);
         if let Node::Proc(i) = node {
             self.join_group(i, k)?;
+            // Before the session's members are forked: they inherit its terminal.
+            self.env.files.new_session(self.inj(k), sid)?;
         }
         Ok(())
     }
@@ -1501,6 +1504,10 @@ fn drive_puppet(
         files
             .restore_fds(inj, &img.fdinfos)
             .map_err(|e| ctx("file descriptors", "fdinfo/files.img", e))?;
+    }
+    // A session leader sets what its session's terminal needs of the whole tree.
+    if img.pstree.sid == img.pstree.pid {
+        files.session_ready(inj, img.pstree.sid)?;
     }
     // After the fds: the limit on open files may be below the fds the process holds.
     if let Some(r) = &tc.rlimits {

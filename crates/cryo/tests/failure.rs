@@ -57,6 +57,7 @@ const SOURCES: &[&str] = &[
     "timers",
     "counter",
     "tree",
+    "terminals",
 ];
 
 fn work_root() -> PathBuf {
@@ -674,6 +675,10 @@ fn fault_scenarios(phase: &str) -> Vec<&'static str> {
         // A big memory dump is written before these phases fail.
         v.push("heap_hash");
     }
+    if phase == "images" {
+        // The data queued in its ptys was read and must be back.
+        v.push("terminals");
+    }
     v
 }
 
@@ -1177,6 +1182,107 @@ fn damages() -> Vec<Damage> {
 
 /// Damaged copies of good images: each restore fails cleanly, names the image and leaves no
 /// task; the undamaged images still restore and PASS.
+/// The pty indices of the images in `dir` (from `cryo crit decode` of tty-info.img).
+fn pty_indices(dir: &Path) -> Res<Vec<u32>> {
+    let out = Command::new(cryo_bin())
+        .args(["crit", "decode", "-i"])
+        .arg(dir.join("tty-info.img"))
+        .output()
+        .map_err(|e| format!("run cryo crit decode: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let found: Vec<u32> = text
+        .split("\"index\":")
+        .skip(1)
+        .filter_map(|rest| {
+            let digits: String = rest
+                .trim_start()
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            digits.parse().ok()
+        })
+        .collect();
+    if found.is_empty() {
+        return Err(format!("no pty in tty-info.img: {text}"));
+    }
+    Ok(found)
+}
+
+/// Open /dev/ptmx until it gives an index above `highest`: every index up to it is taken
+/// then (by these or by other terminals) as long as the files are held.
+fn take_pty_indices(highest: u32) -> Res<Vec<File>> {
+    let mut held = Vec::new();
+    loop {
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/ptmx")
+            .map_err(|e| format!("open /dev/ptmx: {e}"))?;
+        use std::os::fd::AsRawFd;
+        let info = fs::read_to_string(format!("/proc/self/fdinfo/{}", f.as_raw_fd()))
+            .map_err(|e| format!("read fdinfo of /dev/ptmx: {e}"))?;
+        let index: u32 = info
+            .lines()
+            .find_map(|l| l.strip_prefix("tty-index:"))
+            .and_then(|v| v.trim().parse().ok())
+            .ok_or_else(|| format!("no tty-index in the fdinfo of /dev/ptmx: {info}"))?;
+        held.push(f);
+        if index > highest {
+            return Ok(held);
+        }
+        if held.len() > 4096 {
+            return Err("4096 ptys opened without passing the images' indices".into());
+        }
+    }
+}
+
+/// A pty whose index another terminal has by the time of the restore: the restore fails,
+/// naming the pty, and kills what it made; once the index is free the same images restore.
+#[test]
+fn restore_of_a_pty_whose_index_is_taken() {
+    let _serial = serial();
+    with_scenario("terminals", "pty-index-taken", |s| {
+        let pid = s.pid;
+        let (images, out) = dump(s, "img", &[], &[])?;
+        if !out.status.success() {
+            return Err(format!("dump failed: {}", out.show()));
+        }
+        let child = s.child.as_mut().ok_or("no original")?;
+        wait_child_timeout(child, Duration::from_secs(30))?
+            .ok_or_else(|| format!("pid {pid} still runs after dump"))?;
+        s.child = None;
+        let indices = pty_indices(&images)?;
+        let highest = indices.iter().copied().max().unwrap_or(0);
+        let held = take_pty_indices(highest)?;
+        s.note(format!(
+            "ptys {indices:?} of the images taken by {} files",
+            held.len()
+        ));
+        let taken = s.dir.join("taken");
+        copy_dir(&images, &taken)?;
+        let run = restore(s, &taken, "taken")?;
+        let said = run
+            .out
+            .expect_clean_failure("restore with the pty indices taken")
+            .and_then(|()| {
+                run.out
+                    .expect_mentions("restore with the pty indices taken", &["pty"])
+            });
+        let left = check_nothing_left(s, &run, pid, "restore with the pty indices taken");
+        drop(held);
+        said?;
+        left?;
+        let run = restore(s, &images, "free")?;
+        if !run.out.status.success() {
+            return Err(format!(
+                "restore with the indices free again failed: {}",
+                run.out.show()
+            ));
+        }
+        s.finish_restored(pid, &run.records)
+    });
+}
+
 #[test]
 fn restore_from_damaged_images() {
     let _serial = serial();
