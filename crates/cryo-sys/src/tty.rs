@@ -96,6 +96,11 @@ fn set_int(fd: BorrowedFd<'_>, req: libc::Ioctl, v: i32) -> io::Result<()> {
     Ok(())
 }
 
+/// The line discipline of the terminal (`N_TTY` is 0): TIOCGETD.
+pub fn line_discipline(fd: BorrowedFd<'_>) -> io::Result<i32> {
+    get_int(fd, libc::TIOCGETD)
+}
+
 /// The index N of the pty pair of a master (its slave is /dev/pts/N): TIOCGPTN.
 pub fn pty_index(master: BorrowedFd<'_>) -> io::Result<u32> {
     Ok(get_int(master, libc::TIOCGPTN)? as u32)

@@ -1553,6 +1553,89 @@ fn dump_refuses_a_socketpair_half_outside_the_tree() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// 6b. A terminal or character device cryo cannot restore is refused at dump, naming it
+
+/// Dump `holder.target`, which must fail naming the pid and each of `words`, and leave the
+/// task as it was.
+fn expect_refused_device(label: &str, holder: &SocketHolder, words: &[&str]) -> Res<()> {
+    let dir = plain_dir(label);
+    let images = dir.join("img");
+    fs::create_dir_all(&images).map_err(|e| format!("create images dir: {e}"))?;
+    let pid = holder.target;
+    let before = snapshot(pid)?;
+    let args = dump_args(pid, &images, &[]);
+    let out = run_cryo(&os(&args), &dir, &[], &dir.join("dump.out"))?;
+    out.expect_clean_failure(label)?;
+    let pid_s = pid.to_string();
+    let mut all = vec![pid_s.as_str()];
+    all.extend_from_slice(words);
+    out.expect_mentions(label, &all)?;
+    check_released(pid, &before, "a refused dump")?;
+    let _ = fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+#[test]
+fn dump_refuses_a_pty_slave_whose_master_is_outside_the_tree() {
+    let _serial = serial();
+    let dir = plain_dir("refused-pty-slave");
+    // The dumped child holds the slave; its parent (not dumped) the master.
+    let holder = SocketHolder::start(
+        "import os, sys, time\n\
+         m, s = os.openpty()\n\
+         if os.fork() == 0:\n\
+         \x20   os.setsid()\n\
+         \x20   os.close(m)\n\
+         \x20   print(os.getpid(), flush=True)\n\
+         \x20   time.sleep(120)\n\
+         \x20   os._exit(0)\n\
+         os.close(s)\n\
+         time.sleep(120)\n",
+        &dir,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    expect_refused_device(
+        "refused-pty-slave-dump",
+        &holder,
+        &["/dev/pts/", "master", "outside", "--shell-job"],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    drop(holder);
+    let _ = fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn dump_refuses_devices_it_cannot_reopen() {
+    let _serial = serial();
+    for (path, words) in [
+        ("/dev/ttyS0", &["/dev/ttyS0", "serial line"][..]),
+        ("/dev/tty0", &["/dev/tty0", "current virtual console"][..]),
+        ("/dev/kmsg", &["/dev/kmsg", "1:11"][..]),
+    ] {
+        // Not every machine has a serial line or virtual consoles: only the others are tried.
+        if !Path::new(path).exists() {
+            eprintln!("refused {path}: no such device here, not tried");
+            continue;
+        }
+        let label = format!("refused-{}", path.trim_start_matches("/dev/"));
+        let dir = plain_dir(&label);
+        let holder = SocketHolder::start(
+            "import os, sys, time\n\
+             os.setsid()\n\
+             fd = os.open(sys.argv[1], os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK)\n\
+             print(os.getpid(), flush=True)\n\
+             time.sleep(120)\n",
+            Path::new(path),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        expect_refused_device(&format!("{label}-dump"), &holder, words)
+            .unwrap_or_else(|e| panic!("{e}"));
+        drop(holder);
+        let _ = fs::remove_dir_all(&dir);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // 7. A restore that fails with the whole tree made kills all of it
 
 /// `tree` (parent, children, threads, a stopped child, a zombie) is dumped, and restored with

@@ -382,6 +382,15 @@ fn info_of(
         Err(e) => return Err(e),
         Ok(t) => info.termios = Some(termios_entry(&t)),
     }
+    // Another line discipline (PPP, SLIP, a serial protocol) would be set again by nobody,
+    // and its queues read by no one.
+    let ldisc = sys::line_discipline(f)?;
+    if ldisc != 0 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            format!("a terminal with line discipline {ldisc} (only N_TTY, 0, is restored)"),
+        ));
+    }
     info.termios_locked = Some(termios_entry(&sys::locked_termios(f)?));
     info.winsize = Some(winsize_entry(&sys::winsize(f)?));
     info.exclusive = sys::exclusive(f)?;
@@ -606,6 +615,10 @@ fn read_queues(master: &File, slave_held: bool) -> std::io::Result<(Vec<u8>, Vec
     let packet = sys::packet_mode(m)?;
     let out = read_master(master, packet)?;
     let (_, hup) = sys::poll_in(m, 0)?;
+    if out.is_empty() && !slave_held && !hup {
+        // A slave never opened: opening one would change that; nothing to put back.
+        return Ok((out, Vec::new()));
+    }
     let peer = if slave_held || hup {
         let locked = sys::pty_locked(m)?;
         if locked {
@@ -779,25 +792,34 @@ impl Ttys {
             path: path.clone(),
             source,
         };
-        let mut passed = Vec::new();
-        let master = loop {
-            let f = super::open_with_flags(&path, flags & !(libc::O_NONBLOCK as u32))
-                .map_err(|e| path_err("open", e))?;
-            let got =
-                sys::pty_index(f.as_fd()).map_err(|e| path_err("read the pty index of", e))?;
-            if got == index {
-                break f;
-            }
-            if got > index || passed.len() > MAX_PTY_INDEX as usize {
+        // A terminal of the dumped tree, killed a moment ago, may still be on its way out:
+        // a second at most.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+        let master = 'made: loop {
+            let mut passed = Vec::new();
+            let got = loop {
+                let f = super::open_with_flags(&path, flags & !(libc::O_NONBLOCK as u32))
+                    .map_err(|e| path_err("open", e))?;
+                let got =
+                    sys::pty_index(f.as_fd()).map_err(|e| path_err("read the pty index of", e))?;
+                if got == index {
+                    break 'made f;
+                }
+                if got > index || passed.len() > MAX_PTY_INDEX as usize {
+                    break got;
+                }
+                passed.push(f);
+            };
+            drop(passed);
+            if std::time::Instant::now() >= deadline {
                 return Err(Error::Unsupported(format!(
                     "restoring pty {index} (/dev/pts/{index}) while another terminal has that \
                      index ({path} gave {got}): close that terminal, or restore where the index \
                      is free"
                 )));
             }
-            passed.push(f);
+            std::thread::sleep(std::time::Duration::from_millis(10));
         };
-        drop(passed);
         debug!("pty {index} made again");
         let cx = |what: &str| format!("{what} of pty {index}");
         let m = master.as_fd();
@@ -965,8 +987,10 @@ impl FdKind for Ttys {
         }
         let tid = info_id(driver, index);
         if !self.infos.iter().any(|i| i.id == tid) {
-            let mut info = info_of(tid, driver, index, &p.meta, p.file.as_fd())
-                .task_ctx(&format!("read the terminal of fd {}", p.fd), p.pid)?;
+            let mut info = match info_of(tid, driver, index, &p.meta, p.file.as_fd()) {
+                Err(e) if e.kind() == std::io::ErrorKind::Unsupported => return Err(p.refuse(e)),
+                r => r.task_ctx(&format!("read the terminal of fd {}", p.fd), p.pid)?,
+            };
             let hung = info.termios.is_none();
             if hung && driver != Driver::Slave {
                 return Err(p.refuse("a hung-up terminal other than a pty slave"));
@@ -1016,7 +1040,8 @@ impl FdKind for Ttys {
                 flags: p.info.flags,
                 pos: 0,
                 fown: super::kind::no_fown(),
-                name: p.link.clone(),
+                // A hung-up slave's node is gone from devpts: its link says so.
+                name: p.link.trim_end_matches(" (deleted)").to_string(),
                 mode: Some(p.meta.mode()),
                 ..Default::default()
             }),
@@ -1449,6 +1474,66 @@ mod tests {
         assert_eq!(r.c_cc[libc::VEOF], 4);
         assert_eq!(r.c_cc[libc::VLNEXT], 0x16);
         assert_eq!(r.c_cflag, t.c_cflag);
+    }
+
+    /// A pty pair of cryo's own: (master, slave).
+    fn own_pair() -> (File, File) {
+        let m = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NOCTTY)
+            .open("/dev/ptmx")
+            .unwrap();
+        sys::set_pty_lock(m.as_fd(), false).unwrap();
+        let s = File::from(sys::open_peer(m.as_fd(), libc::O_RDWR | libc::O_NOCTTY).unwrap());
+        (m, s)
+    }
+
+    fn read_now(f: &File) -> Vec<u8> {
+        let mut out = Vec::new();
+        while sys::poll_in(f.as_fd(), 100).unwrap().0 {
+            let mut buf = [0u8; 4096];
+            let n = (&*f).read(&mut buf).unwrap();
+            out.extend_from_slice(&buf[..n]);
+            if n == 0 {
+                break;
+            }
+        }
+        out
+    }
+
+    use std::os::unix::fs::OpenOptionsExt;
+
+    #[test]
+    fn queued_data_is_read_and_put_back() {
+        let (m, s) = own_pair();
+        let mut t = sys::termios(s.as_fd()).unwrap();
+        t.c_lflag &= !libc::ECHO;
+        sys::set_termios(s.as_fd(), &t).unwrap();
+        (&m).write_all(b"one\neof\x04two\npart").unwrap();
+        (&s).write_all(b"out\n").unwrap();
+        sys::poll_in(s.as_fd(), 100).unwrap();
+        let (out, input) = read_queues(&m, true).unwrap();
+        assert_eq!(out, b"out\r\n");
+        assert_eq!(input, b"one\neof\x04two\npart");
+        // Put back as it was: the lines one read each, the partial one still partial, the
+        // master's data once, the settings unchanged.
+        assert_eq!(sys::termios(s.as_fd()).unwrap(), t);
+        assert_eq!(read_now(&m), b"out\r\n");
+        let mut buf = [0u8; 64];
+        assert_eq!((&s).read(&mut buf).unwrap(), 4);
+        assert_eq!(&buf[..4], b"one\n");
+        assert_eq!((&s).read(&mut buf).unwrap(), 3);
+        assert_eq!(&buf[..3], b"eof");
+        assert_eq!((&s).read(&mut buf).unwrap(), 4);
+        assert_eq!(&buf[..4], b"two\n");
+        assert!(
+            !sys::poll_in(s.as_fd(), 50).unwrap().0,
+            "the partial line is complete"
+        );
+        (&m).write_all(b"\n").unwrap();
+        assert_eq!((&s).read(&mut buf).unwrap(), 5);
+        assert_eq!(&buf[..5], b"part\n");
     }
 
     #[test]

@@ -9,6 +9,8 @@
  *       VEOF, "line two\n" and the partial line "partial"; for the master "output\n" (ONLCR
  *       makes it "output\r\n");
  *     pair B, a master only, locked (TIOCSPTLCK);
+ *     pair D, master and slave in raw mode (cfmakeraw): queued for the slave 3000 bytes with
+ *       every byte value in them (the control characters too), for the master 1500;
  *     pair C, a master only: the terminal of session L.
  *   L, R's child, made a session, opened C's slave as its controlling terminal and closed it
  *     again, and made the group of its child G the foreground group.
@@ -20,7 +22,7 @@
  * After SIGTERM R checks A (same index, settings, window size on both sides, packet and
  * exclusive modes, a data packet "output\r\n" on the master, the slave's lines one read each,
  * the partial line complete once "\n" is typed), B (same index, locked: opening its slave
- * fails with EIO) and C (session L, foreground group G); L checks its controlling terminal
+ * fails with EIO), D (both queues byte for byte) and C (session L, foreground group G); L checks its controlling terminal
  * (/proc tty_nr, /dev/tty opens, foreground group G); G checks its /dev/tty (device 5:0,
  * session L, foreground group its own), opens /dev/tty again and writes through it: R reads it
  * on C's master. Each device is the same device again, open as it was (/dev/full is full).
@@ -35,8 +37,36 @@
 
 #define SLAVE_A 11
 
-static int m_a, m_b, m_c;
-static int idx_a, idx_b, idx_c;
+static int m_a, m_b, m_c, m_d, s_d;
+static int idx_a, idx_b, idx_c, idx_d;
+#define D_IN 3000
+#define D_OUT 1500
+
+/* The byte at `i` of what is queued in D, a given way. */
+static unsigned char d_byte(int i, int way)
+{
+	return (unsigned char)(i * 7 + way * 13 + i / 256);
+}
+
+/* Read exactly len bytes of fd (within 2 s each) and compare them with d_byte(., way). */
+static void expect_d(int fd, int len, int way, const char *what)
+{
+	unsigned char buf[4096];
+	int got = 0;
+	while (got < len) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		CHECK(poll(&p, 1, 2000) == 1, "%s: %d bytes of %d, then nothing", what, got, len);
+		ssize_t n = read(fd, buf + got, sizeof(buf) - got);
+		CHECK(n > 0, "%s: read: %s", what, n < 0 ? strerror(errno) : "end of file");
+		got += n;
+	}
+	CHECK(got == len, "%s: %d bytes, want %d", what, got, len);
+	for (int i = 0; i < len; i++)
+		CHECK(buf[i] == d_byte(i, way), "%s: byte %d is %#x, want %#x", what, i, buf[i],
+		      d_byte(i, way));
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	CHECK(poll(&p, 1, 100) == 0, "%s: more than %d bytes", what, len);
+}
 static struct termios set_a;
 static const struct winsize win_a = { .ws_row = 37, .ws_col = 101, .ws_xpixel = 5, .ws_ypixel = 7 };
 
@@ -267,6 +297,20 @@ int main(void)
 	m_b = open_master(&idx_b);
 	SYS(ioctl(m_b, TIOCSPTLCK, &one));
 
+	m_d = open_master(&idx_d);
+	slave_path(idx_d, path, sizeof(path));
+	s_d = SYS(open(path, O_RDWR | O_NOCTTY));
+	SYS(tcgetattr(s_d, &t));
+	cfmakeraw(&t);
+	SYS(tcsetattr(s_d, TCSANOW, &t));
+	unsigned char d[D_IN];
+	for (int i = 0; i < D_IN; i++)
+		d[i] = d_byte(i, 0);
+	CHECK(write(m_d, d, D_IN) == D_IN, "write D's master: %s", strerror(errno));
+	for (int i = 0; i < D_OUT; i++)
+		d[i] = d_byte(i, 1);
+	CHECK(write(s_d, d, D_OUT) == D_OUT, "write D's slave: %s", strerror(errno));
+
 	open_devices();
 	m_c = open_master(&idx_c);
 	int to_l, from_l;
@@ -322,6 +366,10 @@ int main(void)
 	int sb = open(path, O_RDWR | O_NOCTTY);
 	CHECK(sb < 0 && errno == EIO, "B: its locked slave %s opened (%s)", path,
 	      sb < 0 ? strerror(errno) : "no error");
+
+	/* Pair D. */
+	expect_d(s_d, D_IN, 0, "D's slave");
+	expect_d(m_d, D_OUT, 1, "D's master");
 
 	/* Pair C and session L. */
 	n = -1;
