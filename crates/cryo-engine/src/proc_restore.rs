@@ -266,6 +266,10 @@ pub(crate) fn drive_puppet(
             .restore_fds(inj, &img.fdinfos)
             .map_err(|e| ctx("file descriptors", "fdinfo/files.img", e))?;
     }
+    // A session leader sets what its session's terminal needs of the whole tree.
+    if img.pstree.sid == img.pstree.pid {
+        files.session_ready(inj, img.pstree.sid)?;
+    }
     // After the fds: the limit on open files may be below the fds the process holds.
     if let Some(r) = &tc.rlimits {
         task_attrs::restore_rlimits(inj, r).map_err(|e| ctx("rlimits", &core_img, e))?;

@@ -170,6 +170,7 @@ fn restore_tree(imgs: &[TaskImages], env: &PuppetEnv, puppets: &mut Vec<Puppet>)
         let unmap = img.ids.vm_id == 0 || last_of_vm.get(&img.ids.vm_id) == Some(&n);
         drive_puppet(&mut puppets[k], img, env, fill_fds, unmap)?;
     }
+    env.files.after_fds()?;
     // 3. A tree with its own pid namespace sees its PIDs in /proc, as a container does (the
     //    puppets needed cryo's /proc until now).
     if env.own_pidns {

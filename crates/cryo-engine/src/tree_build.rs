@@ -437,6 +437,8 @@ impl<'a, 'e> TreeBuilder<'a, 'e> {
         self.groups.insert(sid, sid);
         if let Node::Proc(i) = node {
             self.join_group(i, k)?;
+            // Before the session's members are forked: they inherit its terminal.
+            self.env.files.new_session(self.inj(k), sid)?;
         }
         Ok(())
     }

@@ -17,6 +17,7 @@ pub mod signal;
 pub mod sock_diag;
 pub mod socket;
 pub mod task;
+pub mod tty;
 pub mod types;
 pub mod uffd;
 

@@ -57,6 +57,7 @@ const SOURCES: &[&str] = &[
     "timers",
     "counter",
     "tree",
+    "terminals",
 ];
 
 fn work_root() -> PathBuf {
@@ -674,6 +675,10 @@ fn fault_scenarios(phase: &str) -> Vec<&'static str> {
         // A big memory dump is written before these phases fail.
         v.push("heap_hash");
     }
+    if phase == "images" {
+        // The data queued in its ptys was read and must be back.
+        v.push("terminals");
+    }
     v
 }
 
@@ -1177,6 +1182,107 @@ fn damages() -> Vec<Damage> {
 
 /// Damaged copies of good images: each restore fails cleanly, names the image and leaves no
 /// task; the undamaged images still restore and PASS.
+/// The pty indices of the images in `dir` (from `cryo crit decode` of tty-info.img).
+fn pty_indices(dir: &Path) -> Res<Vec<u32>> {
+    let out = Command::new(cryo_bin())
+        .args(["crit", "decode", "-i"])
+        .arg(dir.join("tty-info.img"))
+        .output()
+        .map_err(|e| format!("run cryo crit decode: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let found: Vec<u32> = text
+        .split("\"index\":")
+        .skip(1)
+        .filter_map(|rest| {
+            let digits: String = rest
+                .trim_start()
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            digits.parse().ok()
+        })
+        .collect();
+    if found.is_empty() {
+        return Err(format!("no pty in tty-info.img: {text}"));
+    }
+    Ok(found)
+}
+
+/// Open /dev/ptmx until it gives an index above `highest`: every index up to it is taken
+/// then (by these or by other terminals) as long as the files are held.
+fn take_pty_indices(highest: u32) -> Res<Vec<File>> {
+    let mut held = Vec::new();
+    loop {
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/ptmx")
+            .map_err(|e| format!("open /dev/ptmx: {e}"))?;
+        use std::os::fd::AsRawFd;
+        let info = fs::read_to_string(format!("/proc/self/fdinfo/{}", f.as_raw_fd()))
+            .map_err(|e| format!("read fdinfo of /dev/ptmx: {e}"))?;
+        let index: u32 = info
+            .lines()
+            .find_map(|l| l.strip_prefix("tty-index:"))
+            .and_then(|v| v.trim().parse().ok())
+            .ok_or_else(|| format!("no tty-index in the fdinfo of /dev/ptmx: {info}"))?;
+        held.push(f);
+        if index > highest {
+            return Ok(held);
+        }
+        if held.len() > 4096 {
+            return Err("4096 ptys opened without passing the images' indices".into());
+        }
+    }
+}
+
+/// A pty whose index another terminal has by the time of the restore: the restore fails,
+/// naming the pty, and kills what it made; once the index is free the same images restore.
+#[test]
+fn restore_of_a_pty_whose_index_is_taken() {
+    let _serial = serial();
+    with_scenario("terminals", "pty-index-taken", |s| {
+        let pid = s.pid;
+        let (images, out) = dump(s, "img", &[], &[])?;
+        if !out.status.success() {
+            return Err(format!("dump failed: {}", out.show()));
+        }
+        let child = s.child.as_mut().ok_or("no original")?;
+        wait_child_timeout(child, Duration::from_secs(30))?
+            .ok_or_else(|| format!("pid {pid} still runs after dump"))?;
+        s.child = None;
+        let indices = pty_indices(&images)?;
+        let highest = indices.iter().copied().max().unwrap_or(0);
+        let held = take_pty_indices(highest)?;
+        s.note(format!(
+            "ptys {indices:?} of the images taken by {} files",
+            held.len()
+        ));
+        let taken = s.dir.join("taken");
+        copy_dir(&images, &taken)?;
+        let run = restore(s, &taken, "taken")?;
+        let said = run
+            .out
+            .expect_clean_failure("restore with the pty indices taken")
+            .and_then(|()| {
+                run.out
+                    .expect_mentions("restore with the pty indices taken", &["pty"])
+            });
+        let left = check_nothing_left(s, &run, pid, "restore with the pty indices taken");
+        drop(held);
+        said?;
+        left?;
+        let run = restore(s, &images, "free")?;
+        if !run.out.status.success() {
+            return Err(format!(
+                "restore with the indices free again failed: {}",
+                run.out.show()
+            ));
+        }
+        s.finish_restored(pid, &run.records)
+    });
+}
+
 #[test]
 fn restore_from_damaged_images() {
     let _serial = serial();
@@ -1444,6 +1550,89 @@ fn dump_refuses_a_socketpair_half_outside_the_tree() {
     .unwrap_or_else(|e| panic!("{e}"));
     drop(holder);
     let _ = fs::remove_dir_all(&dir);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 6b. A terminal or character device cryo cannot restore is refused at dump, naming it
+
+/// Dump `holder.target`, which must fail naming the pid and each of `words`, and leave the
+/// task as it was.
+fn expect_refused_device(label: &str, holder: &SocketHolder, words: &[&str]) -> Res<()> {
+    let dir = plain_dir(label);
+    let images = dir.join("img");
+    fs::create_dir_all(&images).map_err(|e| format!("create images dir: {e}"))?;
+    let pid = holder.target;
+    let before = snapshot(pid)?;
+    let args = dump_args(pid, &images, &[]);
+    let out = run_cryo(&os(&args), &dir, &[], &dir.join("dump.out"))?;
+    out.expect_clean_failure(label)?;
+    let pid_s = pid.to_string();
+    let mut all = vec![pid_s.as_str()];
+    all.extend_from_slice(words);
+    out.expect_mentions(label, &all)?;
+    check_released(pid, &before, "a refused dump")?;
+    let _ = fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+#[test]
+fn dump_refuses_a_pty_slave_whose_master_is_outside_the_tree() {
+    let _serial = serial();
+    let dir = plain_dir("refused-pty-slave");
+    // The dumped child holds the slave; its parent (not dumped) the master.
+    let holder = SocketHolder::start(
+        "import os, sys, time\n\
+         m, s = os.openpty()\n\
+         if os.fork() == 0:\n\
+         \x20   os.setsid()\n\
+         \x20   os.close(m)\n\
+         \x20   print(os.getpid(), flush=True)\n\
+         \x20   time.sleep(120)\n\
+         \x20   os._exit(0)\n\
+         os.close(s)\n\
+         time.sleep(120)\n",
+        &dir,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    expect_refused_device(
+        "refused-pty-slave-dump",
+        &holder,
+        &["/dev/pts/", "master", "outside", "--shell-job"],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    drop(holder);
+    let _ = fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn dump_refuses_devices_it_cannot_reopen() {
+    let _serial = serial();
+    for (path, words) in [
+        ("/dev/ttyS0", &["/dev/ttyS0", "serial line"][..]),
+        ("/dev/tty0", &["/dev/tty0", "current virtual console"][..]),
+        ("/dev/kmsg", &["/dev/kmsg", "1:11"][..]),
+    ] {
+        // Not every machine has a serial line or virtual consoles: only the others are tried.
+        if !Path::new(path).exists() {
+            eprintln!("refused {path}: no such device here, not tried");
+            continue;
+        }
+        let label = format!("refused-{}", path.trim_start_matches("/dev/"));
+        let dir = plain_dir(&label);
+        let holder = SocketHolder::start(
+            "import os, sys, time\n\
+             os.setsid()\n\
+             fd = os.open(sys.argv[1], os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK)\n\
+             print(os.getpid(), flush=True)\n\
+             time.sleep(120)\n",
+            Path::new(path),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        expect_refused_device(&format!("{label}-dump"), &holder, words)
+            .unwrap_or_else(|e| panic!("{e}"));
+        drop(holder);
+        let _ = fs::remove_dir_all(&dir);
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

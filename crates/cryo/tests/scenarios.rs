@@ -1073,6 +1073,7 @@ scenario_tests! {
     unix_sockets: "unix_sockets.c" => [plain, leave_running, iterations, new_pidns, pidns_init];
     memfd: "memfd.c" => [plain, leave_running, iterations, pidns_init];
     clone_vm: "clone_vm.c" => [plain, leave_running, iterations, pidns_init];
+    terminals: "terminals.c" => [plain, leave_running, iterations];
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1251,6 +1252,27 @@ mod tamper {
     fn timers_notices_a_fired_timer() {
         // SIGUSR1 is what the POSIX timer would send.
         expect_tamper_fails(&TIMERS, |pid, _| send_signal(pid, "USR1"));
+    }
+
+    static TERMINALS: Spec = Spec {
+        name: "terminals",
+        source: "terminals.c",
+        args: &[],
+    };
+
+    #[test]
+    fn terminals_notices_a_byte_more_for_the_master() {
+        // Fd 11 is the slave of the pair with data queued: a new open of it writes one byte
+        // more into what its master is to read.
+        expect_tamper_fails(&TERMINALS, |pid, _| {
+            let path = format!("/proc/{pid}/fd/11");
+            // cargo's test process leads no session: the open gives it no terminal.
+            let mut f = OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .map_err(|e| format!("open {path}: {e}"))?;
+            f.write_all(b"x").map_err(|e| format!("write {path}: {e}"))
+        });
     }
 
     static SESSION_HISTORY: Spec = Spec {

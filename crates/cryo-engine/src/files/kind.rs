@@ -129,6 +129,12 @@ pub trait FdKind: Any {
         Ok(())
     }
 
+    /// Dump, after [`FdKind::write_images`]: entries the kind adds to `files.img` besides
+    /// those of open files (the path of a terminal as a REG entry, as CRIU has it).
+    fn more_entries(&mut self) -> Vec<pb::FileEntry> {
+        Vec::new()
+    }
+
     /// Restore: read the kind's images and make, in cryo, what must exist before any process
     /// opens a file of the kind. `entries` are the kind's own `files.img` entries.
     fn load(&mut self, _cx: &RestoreCx, _entries: &[&pb::FileEntry]) -> Result<()> {
@@ -168,6 +174,26 @@ pub trait FdKind: Any {
         _entry: &pb::FileEntry,
         _fd: RemoteFd,
     ) -> Result<()> {
+        Ok(())
+    }
+
+    /// Restore, while the processes are made: the process behind `inj` has just made session
+    /// `sid` (as the images number it) with setsid(2) and forked none of its members yet:
+    /// what the session must have before they are born (its controlling terminal, which they
+    /// inherit at fork).
+    fn new_session(&self, _files: &FileTable, _inj: &Injector, _sid: u32) -> Result<()> {
+        Ok(())
+    }
+
+    /// Restore: the leader of session `sid` (behind `inj`) has its fds, and every process and
+    /// process group of the tree exists (a terminal's foreground group).
+    fn session_ready(&self, _files: &FileTable, _inj: &Injector, _sid: u32) -> Result<()> {
+        Ok(())
+    }
+
+    /// Restore, once every process has its fds (a terminal's lock, which keeps anything from
+    /// opening it).
+    fn after_fds(&self) -> Result<()> {
         Ok(())
     }
 

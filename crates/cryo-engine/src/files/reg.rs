@@ -52,9 +52,12 @@ pub struct RegFiles {
     remap_of: HashMap<u32, u32>,
 }
 
-/// Character devices reopened by path: mem devices (/dev/null, /dev/zero, /dev/full,
-/// /dev/random, /dev/urandom) have major 1.
+/// Character devices reopened by path: the memory devices /dev/null, /dev/zero, /dev/full,
+/// /dev/random and /dev/urandom (major 1; the others of that major, /dev/mem and /dev/kmsg
+/// say, are not mere streams).
 const MEM_MAJOR: u64 = 1;
+/// Their minors.
+const MEM_MINORS: [u64; 5] = [3, 5, 7, 8, 9];
 
 /// Add the file reachable at `link_path` (/proc/PID/map_files/A-B, /proc/PID/cwd, ...), whose
 /// link reads `link`, opened with `flags` at `pos`, to `files`. Returns its file id.
@@ -226,12 +229,14 @@ impl FdKind for RegFiles {
         pb::FdTypes::Reg
     }
 
-    fn claims(&self, cx: &DumpCx, p: &FdParams) -> bool {
+    fn claims(&self, _cx: &DumpCx, p: &FdParams) -> bool {
         let ft = p.meta.file_type();
         p.link.starts_with('/')
             && (ft.is_file()
                 || ft.is_dir()
-                || (ft.is_char_device() && (p.rdev_major() == MEM_MAJOR || cx.opts.shell_job)))
+                || (ft.is_char_device()
+                    && p.rdev_major() == MEM_MAJOR
+                    && MEM_MINORS.contains(&p.rdev_minor())))
     }
 
     fn dump(&mut self, cx: &mut DumpCx, p: &FdParams, id: u32) -> Result<pb::FileEntry> {

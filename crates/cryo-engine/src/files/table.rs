@@ -287,6 +287,10 @@ impl FileTable {
         for k in self.kinds.iter_mut() {
             k.write_images(cx)?;
         }
+        for k in self.kinds.iter_mut() {
+            let more = k.more_entries();
+            self.entries.extend(more);
+        }
         cryo_image::write_all_entries(cx.dir, ImageKind::Files, None, &self.entries)?;
         Ok(())
     }
@@ -473,6 +477,44 @@ impl FileTable {
         Ok(())
     }
 
+    /// The process behind `inj` has just made session `sid` (as the images number it) and
+    /// forked none of its members yet: every kind gives the session what its members inherit
+    /// (see [`FdKind::new_session`]).
+    pub fn new_session(&self, inj: &Injector, sid: u32) -> Result<()> {
+        for k in &self.kinds {
+            k.new_session(self, inj, sid).map_err(|e| Error::Restore {
+                what: format!("the {}s of session {sid}", k.name()),
+                pid: inj.pid(),
+                image: "tty-info.img".into(),
+                source: Box::new(e),
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The leader of session `sid` (behind `inj`) has its fds and the whole tree exists (see
+    /// [`FdKind::session_ready`]).
+    pub fn session_ready(&self, inj: &Injector, sid: u32) -> Result<()> {
+        for k in &self.kinds {
+            k.session_ready(self, inj, sid)
+                .map_err(|e| Error::Restore {
+                    what: format!("the {}s of session {sid}", k.name()),
+                    pid: inj.pid(),
+                    image: "tty-info.img".into(),
+                    source: Box::new(e),
+                })?;
+        }
+        Ok(())
+    }
+
+    /// Every process has its fds (see [`FdKind::after_fds`]).
+    pub fn after_fds(&self) -> Result<()> {
+        for k in &self.kinds {
+            k.after_fds()?;
+        }
+        Ok(())
+    }
+
     /// At the end of a restore, or after a failure: let every kind remove what it made
     /// outside the processes (re-created ghost files).
     pub fn cleanup(&self) {
@@ -624,9 +666,11 @@ fn describe(p: &FdParams) -> String {
         "a FIFO, which cryo cannot dump yet".into()
     } else if ft.is_char_device() {
         format!(
-            "a character device {}:{} cryo cannot reopen (a terminal needs --shell-job)",
+            "a character device {}:{} ({}), which cryo cannot restore (it reopens the memory \
+             devices such as /dev/null and /dev/urandom, and terminals)",
             p.rdev_major(),
-            p.rdev_minor()
+            p.rdev_minor(),
+            p.link
         )
     } else if ft.is_block_device() {
         "a block device, which cryo cannot dump".into()
